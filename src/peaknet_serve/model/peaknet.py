@@ -1,0 +1,94 @@
+"""PeakNet: ConvNeXt-V2 backbone -> 1x1 adapters -> BiFPN -> segmentation head -> logits.
+
+Attribute names are the reference's state_dict keys, so its checkpoints load strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from peaknet_serve.errors import ConfigError
+from peaknet_serve.model.backbone import ConvNeXtV2Backbone
+from peaknet_serve.model.bifpn import BiFPN, resize
+from peaknet_serve.model.config import PeakNetConfig
+from peaknet_serve.model.head import SegLateralLayer
+
+STRIDE = 32
+"""Input height and width must be multiples of this (the coarsest level's stride)."""
+
+OUTPUT_STRIDE = 4
+"""Stride of the head's fused map; the logits are upsampled by this factor."""
+
+
+class PeakNet(nn.Module):
+    """Segmentation network: B x C x H x W input, B x num_classes x H x W logits.
+
+    H and W must be multiples of 32. No normalisation happens inside; see ``preprocess``.
+
+    Args:
+        hidden_sizes: channels of the four backbone stages.
+        depths: blocks per backbone stage.
+        bifpn_num_features: channels of the BiFPN levels.
+        bifpn_num_blocks: number of BiFPN blocks.
+        seg_out_channels: channels of the segmentation head (multiple of 32).
+        num_channels: input channels.
+        num_classes: output classes (class 1 is "peak").
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_sizes: tuple[int, ...],
+        depths: tuple[int, ...],
+        bifpn_num_features: int,
+        bifpn_num_blocks: int,
+        seg_out_channels: int,
+        num_channels: int = 1,
+        num_classes: int = 2,
+    ) -> None:
+        super().__init__()
+        self.backbone = ConvNeXtV2Backbone(
+            num_channels=num_channels, hidden_sizes=hidden_sizes, depths=depths
+        )
+        self.backbone_to_bifpn = nn.ModuleList(
+            nn.Conv2d(c, bifpn_num_features, kernel_size=1) for c in hidden_sizes
+        )
+        self.bifpn = BiFPN(bifpn_num_features, num_blocks=bifpn_num_blocks)
+        self.seg_lateral_layers = nn.ModuleList(
+            SegLateralLayer(bifpn_num_features, seg_out_channels, num_upsamples=level)
+            for level in range(len(hidden_sizes))
+        )
+        self.head_segmask = nn.Conv2d(seg_out_channels, num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)
+        levels = [adapter(f) for adapter, f in zip(self.backbone_to_bifpn, features, strict=True)]
+        levels = self.bifpn(levels)
+        # Coarsest first, as the reference accumulates (the order changes the float sum).
+        fused = None
+        for lateral, level in zip(self.seg_lateral_layers[::-1], levels[::-1], strict=True):
+            y = lateral(level)
+            fused = y if fused is None else fused + y
+        return resize(self.head_segmask(fused), float(OUTPUT_STRIDE))
+
+
+def build_peaknet(config: Mapping[str, Any] | PeakNetConfig) -> PeakNet:
+    """Build a randomly initialised PeakNet; load weights with ``checkpoint.load_weights``.
+
+    Config keys used: hidden_sizes, depths, bifpn_num_features, bifpn_num_blocks,
+    seg_out_channels, num_channels, num_classes.
+
+    Raises:
+        ConfigError: the mapping has unknown keys or invalid values.
+    """
+    if not isinstance(config, PeakNetConfig):
+        try:
+            config = PeakNetConfig.model_validate(dict(config))
+        except ValidationError as exc:
+            raise ConfigError(f"invalid PeakNet model config: {exc}") from exc
+    return PeakNet(**config.model_dump())
