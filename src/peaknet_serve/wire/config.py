@@ -1,0 +1,96 @@
+"""Configuration sections of the wire layer: how to decode a message and where to pull it from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from peaknet_serve._section import Section
+
+
+class FieldMap(Section):
+    """Where the decoder finds the fields it interprets in a message.
+
+    HDF5 paths as the pusher's ``fields`` map writes them. When a path is missing, its last
+    component is tried at the root (``/data/data`` -> ``/data``), so the SLAC layout and the
+    psana2 root-level layout both decode with the defaults. NPZ keys are matched the same way,
+    without the leading slash (``/data/wavelength`` -> ``data/wavelength``, then ``wavelength``).
+    """
+
+    image: str = Field(default="/data/data", description="Path of the image dataset.")
+    wavelength: str = Field(
+        default="/data/wavelength", description="Path of the per-event wavelength dataset."
+    )
+    timestamp: str = Field(
+        default="/data/timestamp", description="Path of the per-event timestamp dataset."
+    )
+
+
+class DecodeConfig(Section):
+    """How one received message is turned into a frame batch."""
+
+    format: Literal["auto", "hdf5", "npz"] = Field(
+        default="auto",
+        description="Payload format; 'auto' detects HDF5 or NPZ from the first bytes.",
+    )
+    fields: FieldMap = Field(
+        default_factory=FieldMap, description="Dataset paths of the image, wavelength, timestamp."
+    )
+    wavelength_unit: Literal["nm", "angstrom", "m"] = Field(
+        default="nm", description="Unit of the wavelength field (LCLS sends nanometres)."
+    )
+    max_message_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=1,
+        description=(
+            "Largest message accepted; bigger ones raise DecodeError(reason='too_large'). "
+            "Enforced by the decoder so that the rejection is counted."
+        ),
+    )
+
+
+class SourceConfig(Section):
+    """Where and how frame messages are pulled from the pusher(s)."""
+
+    transport: Literal["nng", "zmq"] = Field(
+        default="nng",
+        description="Socket library: 'nng' (pynng Pull0, LCLStreamer <= 0.3) or 'zmq' (PULL).",
+    )
+    mode: Literal["listen", "dial"] = Field(
+        default="listen",
+        description=(
+            "'listen' binds the addresses and LCLStreamer dials in (its shipped configs); "
+            "'dial' connects to a pusher that listens (lets several replicas share one pusher)."
+        ),
+    )
+    addresses: list[str] = Field(
+        default_factory=lambda: ["tcp://0.0.0.0:12321"],
+        min_length=1,
+        description="Socket URLs to listen on or dial, e.g. tcp://0.0.0.0:12321.",
+    )
+    recv_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long receive() waits before returning None ('no data yet').",
+    )
+    transport_max_bytes: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Hard cap the socket library enforces (0 = none). A message above it is dropped by "
+            "the library with its connection and is NOT counted; keep it above the decoder's "
+            "max_message_bytes, as a last guard on memory."
+        ),
+    )
+    recv_buffer_messages: int = Field(
+        default=2,
+        ge=1,
+        description="Messages queued in the receiving socket (zmq RCVHWM, nng recv_buffer_size).",
+    )
+    reconnect_time_min_s: float = Field(
+        default=0.1, gt=0, description="Dial mode: first wait before re-dialling a lost pusher."
+    )
+    reconnect_time_max_s: float = Field(
+        default=2.0, gt=0, description="Dial mode: longest wait between re-dial attempts."
+    )

@@ -1,0 +1,204 @@
+"""The ingress loop without Ray: real sockets, real decoding, a submit function we control."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from peaknet_serve.pusher import push_frames
+from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.outcome import BatchOutcome
+from peaknet_serve.service.pump import Pump
+from peaknet_serve.wire import FrameBatch, Quarantine, SourceConfig, decode_message, make_source
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening_source(port: int):
+    return make_source(
+        SourceConfig(addresses=[f"tcp://127.0.0.1:{port}"], mode="listen", recv_timeout_s=0.2)
+    )
+
+
+async def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def push_in_thread(**kwargs) -> threading.Thread:
+    thread = threading.Thread(target=push_frames, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread
+
+
+async def test_every_frame_is_accounted_and_in_flight_is_bounded() -> None:
+    port = free_port()
+    ledger = FrameLedger()
+    seen_timestamps: list[int] = []
+    concurrent = 0
+    most_concurrent = 0
+
+    async def submit(batch: FrameBatch) -> BatchOutcome:
+        nonlocal concurrent, most_concurrent
+        concurrent += 1
+        most_concurrent = max(most_concurrent, concurrent)
+        await asyncio.sleep(0.05)  # a slow downstream: the window must fill
+        concurrent -= 1
+        seen_timestamps.extend(int(t) for t in batch.metadata["timestamp"])
+        hits = int(np.count_nonzero(batch.metadata["timestamp"] % 7 < 3))
+        return BatchOutcome(hits=hits, non_hits=len(batch) - hits)
+
+    pump = Pump(
+        source=listening_source(port),
+        decode=decode_message,
+        submit=submit,
+        ledger=ledger,
+        max_in_flight=2,
+    )
+    pump.start()
+    await wait_until(lambda: pump.source.is_open)
+    summary_holder: dict[str, object] = {}
+
+    def push() -> None:
+        summary_holder["summary"] = push_frames(
+            address=f"tcp://127.0.0.1:{port}",
+            frames=45,
+            batch_size=4,
+            shape=(64, 64),
+            peaks=3,
+            hit_fraction=0.5,
+            seed=3,
+        )
+
+    thread = threading.Thread(target=push, daemon=True)
+    thread.start()
+    await wait_until(lambda: ledger.received == 45 and ledger.in_flight == 0)
+    await pump.stop(drain_timeout_s=5)
+    thread.join(5)
+
+    summary = summary_holder["summary"]
+    assert most_concurrent <= 2
+    assert ledger.messages_received == 12  # 11 full batches and a partial one of 1
+    assert ledger.received == ledger.hits_written + ledger.non_hits + ledger.failed
+    assert sorted(seen_timestamps) == sorted(t.timestamp for t in summary.truth)
+    assert ledger.hits_written == sum(t.timestamp % 7 < 3 for t in summary.truth)
+    assert 0 < ledger.hits_written < 45
+
+
+async def test_bad_messages_are_counted_quarantined_and_do_not_stop_the_loop(tmp_path) -> None:
+    import pynng
+
+    port = free_port()
+    ledger = FrameLedger()
+
+    async def submit(batch: FrameBatch) -> BatchOutcome:
+        return BatchOutcome(non_hits=len(batch))
+
+    pump = Pump(
+        source=listening_source(port),
+        decode=decode_message,
+        submit=submit,
+        ledger=ledger,
+        max_in_flight=2,
+        quarantine=Quarantine(tmp_path),
+    )
+    pump.start()
+    await wait_until(lambda: pump.source.is_open)
+    with pynng.Push0(dial=f"tcp://127.0.0.1:{port}") as push:
+        await push.asend(b"not an hdf5 file at all")
+        await push.asend(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)  # truncated HDF5
+    thread = push_in_thread(
+        address=f"tcp://127.0.0.1:{port}",
+        frames=8,
+        batch_size=4,
+        shape=(32, 32),
+        peaks=0,
+        seed=1,
+    )
+    await wait_until(lambda: ledger.received == 8 and ledger.in_flight == 0)
+    thread.join(5)
+    assert pump.alive
+    await pump.stop(drain_timeout_s=5)
+    assert ledger.non_hits == 8
+    assert sum(ledger.rejected_messages_by_reason.values()) == 2
+    assert len(list(tmp_path.glob("*.bin"))) == 2
+
+
+async def test_a_failing_submit_fails_its_frames_with_the_reason() -> None:
+    port = free_port()
+    ledger = FrameLedger()
+
+    async def submit(batch: FrameBatch) -> BatchOutcome:
+        raise ConnectionError("replica gone")
+
+    pump = Pump(
+        source=listening_source(port),
+        decode=decode_message,
+        submit=submit,
+        ledger=ledger,
+        max_in_flight=1,
+    )
+    pump.start()
+    await wait_until(lambda: pump.source.is_open)
+    thread = push_in_thread(
+        address=f"tcp://127.0.0.1:{port}", frames=6, batch_size=4, shape=(32, 32), peaks=0
+    )
+    await wait_until(lambda: ledger.received == 6 and ledger.in_flight == 0)
+    thread.join(5)
+    await pump.stop(drain_timeout_s=5)
+    assert ledger.failed_by_reason == {"ConnectionError": 6}
+    assert "replica gone" in ledger.last_error
+
+
+async def test_pause_stops_reading_until_resumed() -> None:
+    port = free_port()
+    ledger = FrameLedger()
+
+    async def submit(batch: FrameBatch) -> BatchOutcome:
+        return BatchOutcome(non_hits=len(batch))
+
+    pump = Pump(
+        source=listening_source(port),
+        decode=decode_message,
+        submit=submit,
+        ledger=ledger,
+        max_in_flight=2,
+    )
+    pump.start()
+    await wait_until(lambda: pump.source.is_open)
+    pump.pause()
+    await asyncio.sleep(0.3)  # let the loop park at the pause point
+    received_before = ledger.received
+    thread = push_in_thread(
+        address=f"tcp://127.0.0.1:{port}", frames=8, batch_size=4, shape=(32, 32), peaks=0
+    )
+    await asyncio.sleep(1.0)
+    assert ledger.received <= received_before + 4  # at most one message read before parking
+    pump.resume()
+    await wait_until(lambda: ledger.received == 8 and ledger.in_flight == 0)
+    thread.join(5)
+    await pump.stop(drain_timeout_s=5)
+
+
+@pytest.mark.parametrize("seconds", [0.0])
+def test_ledger_rate_counts_only_the_last_minute(seconds: float) -> None:
+    now = [1000.0 + seconds]
+    ledger = FrameLedger(clock=lambda: now[0])
+    ledger.frames_received(10)
+    ledger.settle(hits=4, non_hits=6)
+    now[0] += 120
+    ledger.frames_received(5)
+    ledger.settle(hits=0, non_hits=5)
+    assert ledger.frames_per_second() == pytest.approx(5 / 60)
+    assert ledger.snapshot()["received"] == 15
+    assert ledger.hit_rate() == pytest.approx(4 / 15)
