@@ -12,14 +12,19 @@ import logging
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "push": "peaknet_serve.pusher",
+    "geom": "peaknet_serve.cxi.geom_cli",
+    "inspect": "peaknet_serve.cxi.inspect_cli",
+    "status": "peaknet_serve.status_cli",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every subcommand registered from ``SUBCOMMANDS``."""
     parser = argparse.ArgumentParser(
         prog="peaknet-serve",
-        description="Find Bragg peaks in LCLStreamer frames with PeakNet; tools around the service.",
+        description="Find Bragg peaks in LCLStreamer frames with PeakNet, and tools around it.",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True)

@@ -1,0 +1,9 @@
+"""CXI files of hits, laid out as CrystFEL and OM expect them."""
+
+from __future__ import annotations
+
+from peaknet_serve.cxi.config import CXIConfig
+from peaknet_serve.cxi.layout import PanelLayout, panel_extents
+from peaknet_serve.cxi.writer import CXIWriter
+
+__all__ = ["CXIConfig", "CXIWriter", "PanelLayout", "panel_extents"]

@@ -1,0 +1,61 @@
+"""Configuration of the CXI writer (``output``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from peaknet_serve._section import Section
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class CXIConfig(Section):
+    """Where and how hits are written as CXI files that CrystFEL and OM read.
+
+    Files are named ``{file_prefix}-{writer_id}-{seq:05d}.cxi``; each is written as
+    ``NAME.cxi.inprogress`` and renamed when it closes.
+    """
+
+    output_dir: str = Field(default="./output", description="Directory of the CXI files.")
+    file_prefix: str = Field(
+        default="peaknet",
+        pattern=NAME_PATTERN,
+        description="Start of every file name (letters, digits, '_', '.', '-').",
+    )
+    events_per_file: int = Field(
+        default=1000, ge=1, description="Close the file and start the next after this many events."
+    )
+    compression: Literal["none", "gzip", "bitshuffle_lz4", "bitshuffle_zstd"] = Field(
+        default="bitshuffle_lz4",
+        description="Filter of the image and peak datasets. bitshuffle_* need hdf5plugin (or "
+        "HDF5_PLUGIN_PATH) in the reader; 'gzip' is readable everywhere but costs ~10x the CPU.",
+    )
+    compression_level: int = Field(
+        default=3,
+        ge=0,
+        le=22,
+        description="gzip level (0-9) or zstd level (1-22); ignored by 'none' and lz4.",
+    )
+    write_mode: Literal["hits", "peaks", "all"] = Field(
+        default="hits",
+        description="'hits': image and peaks of hits; 'peaks': peaks of hits, no image dataset; "
+        "'all': image and peaks of every event.",
+    )
+    max_peaks: int = Field(
+        default=2048, ge=1, description="Peak slots per event (second dimension of peak arrays)."
+    )
+    geometry_file: str | None = Field(
+        default=None,
+        description="CrystFEL .geom whose p{N}a{M}/min_fs,min_ss place panel N of a panel stack "
+        "in the written 2-D array; null for Cheetah's slab (panel p at rows p*H).",
+    )
+
+    @model_validator(mode="after")
+    def _level_in_range(self) -> CXIConfig:
+        if self.compression == "gzip" and self.compression_level > 9:
+            raise ValueError("compression_level for gzip must be 0-9")
+        if self.compression == "bitshuffle_zstd" and self.compression_level < 1:
+            raise ValueError("compression_level for zstd must be 1-22")
+        return self

@@ -1,0 +1,142 @@
+"""``peaknet-serve inspect FILE.cxi [...]``: what a CXI file holds, in one line per file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from peaknet_serve.cxi.writer import DATA_PATH, METADATA_GROUP, PHOTON_ENERGY_KEY, RESULT_PATH
+
+HELP = "summarise CXI files: events, peaks per event, hit fraction, photon energy range"
+
+_BITSHUFFLE_CODECS = {(2,): "+lz4", (3,): "+zstd"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", type=Path, help="CXI files")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def run(args: argparse.Namespace) -> int:
+    status = 0
+    summaries = []
+    for path in args.files:
+        try:
+            summaries.append(summarize(path))
+        except (OSError, KeyError, ValueError) as exc:
+            print(f"peaknet-serve inspect: cannot read {path}: {exc}", file=sys.stderr)
+            status = 1
+    if len(summaries) > 1:
+        summaries.append(_total(summaries))
+    for summary in summaries:
+        print(json.dumps(summary) if args.json else _line(summary))
+    return status
+
+
+def summarize(path: Path) -> dict[str, Any]:
+    """Events, peaks per event, hits, photon energy range and image of one CXI file."""
+    with h5py.File(path, "r") as handle:
+        n_peaks = np.asarray(handle[f"{RESULT_PATH}/nPeaks"][()])
+        hit_path = f"{RESULT_PATH}/hit"
+        hit = np.asarray(handle[hit_path][()], dtype=bool) if hit_path in handle else None
+        energy_path = f"{METADATA_GROUP}/{PHOTON_ENERGY_KEY}"
+        energy = np.asarray(handle[energy_path][()], float) if energy_path in handle else None
+        offered = handle.attrs.get("peaknet_events_offered")
+        mode = handle.attrs.get("peaknet_write_mode")
+        image = None
+        if DATA_PATH in handle:
+            data = handle[DATA_PATH]
+            image = {"shape": list(data.shape[1:]), "dtype": str(data.dtype),
+                     "compression": _compression(data)}
+    events = len(n_peaks)
+    hits = int(hit.sum()) if hit is not None else (events if mode in ("hits", "peaks") else None)
+    offered = int(offered) if offered is not None else None
+    finite = energy[np.isfinite(energy)] if energy is not None else np.zeros(0)
+    return {
+        "file": str(path),
+        "events": events,
+        "peaks_total": int(n_peaks.sum()),
+        "peaks_mean": float(n_peaks.mean()) if events else None,
+        "peaks_median": float(np.median(n_peaks)) if events else None,
+        "peaks_min": int(n_peaks.min()) if events else None,
+        "peaks_max": int(n_peaks.max()) if events else None,
+        "hits": hits,
+        "events_offered": offered,
+        "hit_fraction": hits / offered if hits is not None and offered else None,
+        "energy_min_eV": float(finite.min()) if finite.size else None,
+        "energy_max_eV": float(finite.max()) if finite.size else None,
+        "image": image,
+    }
+
+
+def _compression(dataset: h5py.Dataset) -> str:
+    if dataset.compression in ("gzip", "lzf", "szip"):
+        return str(dataset.compression)
+    plist = dataset.id.get_create_plist()
+    names = []
+    for index in range(plist.get_nfilters()):
+        filter_id, _, values, _ = plist.get_filter(index)
+        if filter_id == hdf5plugin.Bitshuffle.filter_id:
+            names.append("bitshuffle" + _BITSHUFFLE_CODECS.get(values[4:5], ""))
+        else:
+            names.append(f"filter {filter_id}")
+    return "+".join(names) or "none"
+
+
+def _total(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    events = sum(s["events"] for s in summaries)
+    peaks = sum(s["peaks_total"] for s in summaries)
+    hits = [s["hits"] for s in summaries]
+    offered = [s["events_offered"] for s in summaries]
+    known = None not in hits and None not in offered and sum(offered) > 0
+    lows = [s["energy_min_eV"] for s in summaries if s["energy_min_eV"] is not None]
+    highs = [s["energy_max_eV"] for s in summaries if s["energy_max_eV"] is not None]
+    return {
+        "file": f"total ({len(summaries)} files)",
+        "events": events,
+        "peaks_total": peaks,
+        "peaks_mean": peaks / events if events else None,
+        "peaks_min": min((s["peaks_min"] for s in summaries if s["events"]), default=None),
+        "peaks_max": max((s["peaks_max"] for s in summaries if s["events"]), default=None),
+        "hits": sum(hits) if None not in hits else None,
+        "events_offered": sum(offered) if None not in offered else None,
+        "hit_fraction": sum(hits) / sum(offered) if known else None,
+        "energy_min_eV": min(lows, default=None),
+        "energy_max_eV": max(highs, default=None),
+    }
+
+
+def _line(summary: dict[str, Any]) -> str:
+    parts = [summary["file"], f"events {summary['events']}"]
+    if summary["events"]:
+        median = summary.get("peaks_median")
+        parts.append(
+            f"peaks/event mean {summary['peaks_mean']:.1f}"
+            + (f" median {median:g}" if median is not None else "")
+            + f" min {summary['peaks_min']} max {summary['peaks_max']}"
+        )
+    if summary["hit_fraction"] is not None:
+        parts.append(
+            f"hit fraction {summary['hit_fraction']:.3f} "
+            f"({summary['hits']} of {summary['events_offered']})"
+        )
+    else:
+        parts.append("hit fraction unknown")
+    if summary["energy_min_eV"] is not None:
+        parts.append(f"energy {summary['energy_min_eV']:.1f}-{summary['energy_max_eV']:.1f} eV")
+    else:
+        parts.append("energy unknown")
+    image = summary.get("image")
+    if image:
+        shape = "x".join(str(v) for v in image["shape"])
+        parts.append(f"image {shape} {image['dtype']} {image['compression']}")
+    elif "image" in summary:
+        parts.append("no image")
+    return "  ".join(parts)

@@ -1,0 +1,441 @@
+"""Appends events to CXI files that CrystFEL (``indexamajig --peaks=cxi``) and OM read.
+
+Layout (per file, N events, every dataset resizable along axis 0):
+
+- ``/entry_1/data_1/data`` (N, rows, cols) float32, one frame per chunk (not in "peaks" mode)
+- ``/entry_1/result_1/nPeaks`` (N,) int32
+- ``/entry_1/result_1/peak{XPosRaw,YPosRaw,TotalIntensity,NPixels,MaximumValue,SNR}``
+  (N, max_peaks) float32, unused slots 0; positions index the written 2-D array, pixel centres at
+  integers
+- ``/entry_1/result_1/hit`` (N,) uint8, the hit decision (all 1 unless write_mode is "all")
+- ``/LCLS/photon_energy_eV`` (N,) float64 (NaN when not given) and ``/LCLS/{key}`` for every
+  metadata key: numbers keep their dtype, strings are variable-length str
+- root attributes ``peaknet_*``: writer id, write mode, events offered to the writer while the
+  file was current (the hit fraction's denominator), panel layout, source geometry text
+
+The file is ``NAME.cxi.inprogress`` until it closes, then renamed to ``NAME.cxi``, so a reader
+never sees a half-written ``.cxi``. One writer per process; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from peaknet_serve import __version__
+from peaknet_serve.cxi.config import NAME_PATTERN, CXIConfig
+from peaknet_serve.cxi.layout import PanelLayout
+from peaknet_serve.errors import WriterError
+from peaknet_serve.peaks.find import Peaks
+
+logger = logging.getLogger(__name__)
+
+DATA_PATH = "/entry_1/data_1/data"
+RESULT_PATH = "/entry_1/result_1"
+METADATA_GROUP = "/LCLS"
+PHOTON_ENERGY_KEY = "photon_energy_eV"
+SUFFIX = ".cxi"
+INPROGRESS_SUFFIX = ".cxi.inprogress"
+#: CXI peak dataset name -> Peaks attribute (positions handled apart: they move with the layout).
+PEAK_FIELDS = {
+    "peakXPosRaw": "x",
+    "peakYPosRaw": "y",
+    "peakTotalIntensity": "total_intensity",
+    "peakNPixels": "n_pixels",
+    "peakMaximumValue": "max_value",
+    "peakSNR": "snr",
+}
+_PEAK_CHUNK_ROWS = 16
+_SCALAR_CHUNK_ROWS = 1024
+_METADATA_CHUNK_BYTES = 1 << 20
+
+
+class CXIWriter:
+    """Writes events to a series of CXI files, one open at a time.
+
+    Config keys (``CXIConfig``): output_dir, file_prefix, events_per_file, compression,
+    compression_level, write_mode, max_peaks, geometry_file.
+
+    Args:
+        config: the ``output`` section (defaults if None).
+        writer_id: part of every file name, unique among writers sharing ``output_dir``.
+    """
+
+    def __init__(self, config: CXIConfig | None = None, *, writer_id: str) -> None:
+        if not re.match(NAME_PATTERN, writer_id):
+            raise WriterError(
+                f"writer_id {writer_id!r} must be letters, digits, '_', '.' or '-' (it is part "
+                "of the file names)"
+            )
+        self._config = config or CXIConfig()
+        self._writer_id = writer_id
+        self._seq = 0
+        self._files: list[Path] = []
+        self._events = 0
+        self._offered = 0
+        self._file: h5py.File | None = None
+        self._inprogress: Path | None = None
+        self._n = 0
+        self._frame_shape: tuple[int, ...] | None = None
+        self._layout: PanelLayout | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}
+        self._warned: set[str] = set()
+
+    @property
+    def files_written(self) -> tuple[Path, ...]:
+        """The closed (renamed) ``.cxi`` files, oldest first."""
+        return tuple(self._files)
+
+    @property
+    def events_written(self) -> int:
+        """Events written over all files, the open one included."""
+        return self._events
+
+    @property
+    def current_path(self) -> Path | None:
+        """The ``.cxi.inprogress`` file being written, if any."""
+        return self._inprogress
+
+    def __enter__(self) -> CXIWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def write(
+        self, image: np.ndarray, peaks: Peaks, metadata: Mapping[str, Any], *, hit: bool
+    ) -> bool:
+        """Offer one event; returns whether it was written (see ``write_mode``).
+
+        Args:
+            image: the frame, (H, W) or a (P, H, W) panel stack.
+            peaks: its peaks, positions per panel.
+            metadata: per-event scalars (or small arrays), written under ``/LCLS/{key}``.
+            hit: the hit decision.
+        """
+        batch_metadata = {key: [value] for key, value in metadata.items()}
+        return self.write_batch(np.asarray(image)[None], [peaks], batch_metadata, [hit]) == 1
+
+    def write_batch(
+        self,
+        images: np.ndarray,
+        peaks_list: Sequence[Peaks],
+        metadata: Mapping[str, Any],
+        hits: Sequence[bool] | np.ndarray,
+    ) -> int:
+        """Offer a batch of events; returns how many were written.
+
+        Args:
+            images: (B, H, W) frames or (B, P, H, W) panel stacks.
+            peaks_list: B ``Peaks``.
+            metadata: ``{key: array-like of length B}``.
+            hits: B hit decisions.
+        """
+        images = np.asarray(images)
+        hits = np.asarray(hits, dtype=bool)
+        batch = len(hits)
+        if len(images) != batch or len(peaks_list) != batch:
+            raise ValueError(
+                f"{len(images)} images, {len(peaks_list)} peak lists and {batch} hit flags: "
+                "give one of each per event"
+            )
+        arrays = {key.strip("/"): np.asarray(values) for key, values in metadata.items()}
+        for key, values in arrays.items():
+            if values.ndim == 0 or len(values) != batch:
+                raise ValueError(f"metadata {key!r} has shape {values.shape}; give {batch} values")
+        selected = np.arange(batch) if self._config.write_mode == "all" else np.flatnonzero(hits)
+        frame_shape = tuple(images.shape[1:])
+        if len(frame_shape) not in (2, 3):
+            raise ValueError(f"images {images.shape}: expected (B, H, W) or (B, P, H, W)")
+        if selected.size and self._file is not None and frame_shape != self._frame_shape:
+            logger.warning(
+                "frame shape changed from %s to %s: starting a new file", self._frame_shape,
+                frame_shape,
+            )
+            self._close_file()
+        attributed = 0
+        start = 0
+        while start < selected.size:
+            if self._file is None:
+                self._open(frame_shape)
+            part = selected[start : start + self._config.events_per_file - self._n]
+            self._offered += int(part[-1]) + 1 - attributed
+            attributed = int(part[-1]) + 1
+            self._append(images, peaks_list, arrays, hits, part)
+            start += part.size
+            if self._n >= self._config.events_per_file:
+                self._close_file()
+        self._offered += batch - attributed
+        return int(selected.size)
+
+    def flush(self) -> None:
+        """Push what was written to disk (the file stays ``.inprogress``)."""
+        if self._file is not None:
+            with _as_writer_error(self._inprogress):
+                self._file.attrs["peaknet_events_offered"] = self._offered
+                self._file.flush()
+
+    def close(self) -> None:
+        """Close the open file, if any, and rename it to ``.cxi``. Safe to call twice."""
+        if self._file is not None:
+            self._close_file()
+
+    def _open(self, frame_shape: tuple[int, ...]) -> None:
+        config = self._config
+        self._layout = self._make_layout(frame_shape)
+        self._frame_shape = frame_shape
+        directory = Path(config.output_dir)
+        with _as_writer_error(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            stem = f"{config.file_prefix}-{self._writer_id}-{self._seq:05d}"
+            final = directory / (stem + SUFFIX)
+            inprogress = directory / (stem + INPROGRESS_SUFFIX)
+            if not final.exists() and not inprogress.exists():
+                break
+            self._seq += 1
+        self._n = 0
+        with _as_writer_error(inprogress):
+            self._file = h5py.File(inprogress, "w")
+            self._inprogress = inprogress
+            self._create_datasets()
+        logger.info("writing %s", inprogress)
+
+    def _make_layout(self, frame_shape: tuple[int, ...]) -> PanelLayout:
+        if len(frame_shape) == 2:
+            return PanelLayout.slab(1, (frame_shape[0], frame_shape[1]))
+        n_panels, height, width = frame_shape
+        if self._config.geometry_file is not None:
+            return PanelLayout.from_geometry(self._config.geometry_file, n_panels, (height, width))
+        return PanelLayout.slab(n_panels, (height, width))
+
+    def _create_datasets(self) -> None:
+        config, handle, layout = self._config, self._file, self._layout
+        assert handle is not None and layout is not None
+        filters = _filters(config)
+        handle.create_dataset("/cxi_version", data=140)
+        self._datasets = {}
+        if config.write_mode != "peaks":
+            self._datasets[DATA_PATH] = handle.create_dataset(
+                DATA_PATH,
+                shape=(0, *layout.stored_shape),
+                maxshape=(None, *layout.stored_shape),
+                chunks=(1, *layout.stored_shape),
+                dtype=np.float32,
+                **filters,
+            )
+        for name in PEAK_FIELDS:
+            self._datasets[f"{RESULT_PATH}/{name}"] = handle.create_dataset(
+                f"{RESULT_PATH}/{name}",
+                shape=(0, config.max_peaks),
+                maxshape=(None, config.max_peaks),
+                chunks=(_PEAK_CHUNK_ROWS, config.max_peaks),
+                dtype=np.float32,
+                **filters,
+            )
+        for name, dtype in (("nPeaks", np.int32), ("hit", np.uint8)):
+            self._datasets[f"{RESULT_PATH}/{name}"] = handle.create_dataset(
+                f"{RESULT_PATH}/{name}",
+                shape=(0,),
+                maxshape=(None,),
+                chunks=(_SCALAR_CHUNK_ROWS,),
+                dtype=dtype,
+            )
+        self._metadata_dataset(PHOTON_ENERGY_KEY, np.zeros(1, dtype=np.float64))
+        attrs = handle.attrs
+        attrs["peaknet_serve_version"] = __version__
+        attrs["peaknet_writer_id"] = self._writer_id
+        attrs["peaknet_write_mode"] = config.write_mode
+        attrs["peaknet_frame_shape"] = np.asarray(self._frame_shape, dtype=np.int64)
+        attrs["peaknet_panel_shape"] = np.asarray(layout.panel_shape, dtype=np.int64)
+        attrs["peaknet_stored_shape"] = np.asarray(layout.stored_shape, dtype=np.int64)
+        attrs["peaknet_panel_offsets"] = np.asarray(layout.offsets, dtype=np.int64)
+        attrs["peaknet_events_offered"] = 0
+        if layout.geometry_text is not None:
+            attrs["peaknet_geometry"] = layout.geometry_text
+
+    def _append(
+        self,
+        images: np.ndarray,
+        peaks_list: Sequence[Peaks],
+        metadata: Mapping[str, np.ndarray],
+        hits: np.ndarray,
+        part: np.ndarray,
+    ) -> None:
+        layout = self._layout
+        assert layout is not None
+        start, stop = self._n, self._n + part.size
+        with _as_writer_error(self._inprogress):
+            for dataset in self._datasets.values():
+                dataset.resize(stop, axis=0)
+            data = self._datasets.get(DATA_PATH)
+            if data is not None:
+                for row, event in enumerate(part, start):
+                    frame = images[event]
+                    stored = layout.assemble(frame[None] if frame.ndim == 3 else frame[None, None])
+                    data.write_direct(stored, dest_sel=np.s_[row : row + 1])
+            self._write_peaks(peaks_list, part, start, stop)
+            self._datasets[f"{RESULT_PATH}/hit"][start:stop] = hits[part].astype(np.uint8)
+            for key, values in metadata.items():
+                self._write_metadata(key, values, part, start, stop)
+            for key, dataset in self._datasets.items():
+                if key.startswith(METADATA_GROUP + "/") and _key_of(key) not in metadata:
+                    dataset[start:stop] = _fill_value(dataset)
+        self._n = stop
+        self._events += part.size
+
+    def _write_peaks(
+        self, peaks_list: Sequence[Peaks], part: np.ndarray, start: int, stop: int
+    ) -> None:
+        layout, slots = self._layout, self._config.max_peaks
+        assert layout is not None
+        rows = {name: np.zeros((part.size, slots), dtype=np.float32) for name in PEAK_FIELDS}
+        counts = np.zeros(part.size, dtype=np.int32)
+        for row, event in enumerate(part):
+            peaks = peaks_list[event]
+            if len(peaks) > slots:
+                strongest = np.argpartition(-peaks.total_intensity, slots - 1)[:slots]
+                peaks = peaks.select(np.sort(strongest))
+                logger.debug("event with %d peaks: kept the %d strongest", len(peaks), slots)
+            count = len(peaks)
+            counts[row] = count
+            x, y = layout.to_stored(peaks.panel, peaks.x, peaks.y)
+            for name, attribute in PEAK_FIELDS.items():
+                value = x if attribute == "x" else y if attribute == "y" else getattr(
+                    peaks, attribute
+                )
+                rows[name][row, :count] = value
+        for name, block in rows.items():
+            self._datasets[f"{RESULT_PATH}/{name}"].write_direct(
+                block, dest_sel=np.s_[start:stop]
+            )
+        self._datasets[f"{RESULT_PATH}/nPeaks"][start:stop] = counts
+
+    def _write_metadata(
+        self, key: str, values: np.ndarray, part: np.ndarray, start: int, stop: int
+    ) -> None:
+        chosen = values[part]
+        dataset = self._metadata_dataset(key, chosen)
+        if dataset is None:
+            return
+        if dataset.shape[0] < stop:
+            dataset.resize(stop, axis=0)
+        try:
+            if h5py.check_string_dtype(dataset.dtype) is not None:
+                converted: Any = [_as_str(value) for value in chosen]
+            else:
+                converted = np.asarray(chosen).astype(dataset.dtype)
+        except (TypeError, ValueError):
+            self._warn_once(key, "metadata %r: values %r do not fit %s; writing fill values",
+                            key, chosen[:1], dataset.dtype)
+            converted = _fill_value(dataset)
+        dataset[start:stop] = converted
+
+    def _metadata_dataset(self, key: str, example: np.ndarray) -> h5py.Dataset | None:
+        name = key.strip("/")
+        path = f"{METADATA_GROUP}/{name}"
+        dataset = self._datasets.get(path)
+        if dataset is not None:
+            return dataset
+        assert self._file is not None
+        if example.dtype.kind in "USO":
+            dtype: Any = h5py.string_dtype()
+        elif example.dtype.kind in "biuf":
+            dtype = example.dtype
+        else:
+            self._warn_once(key, "metadata %r of dtype %s is not written", key, example.dtype)
+            return None
+        event_shape = example.shape[1:]
+        itemsize = example.dtype.itemsize if dtype is example.dtype else 8  # 8: str pointer
+        event_bytes = max(1, int(np.prod(event_shape)) * itemsize)
+        rows = max(1, min(_SCALAR_CHUNK_ROWS, _METADATA_CHUNK_BYTES // event_bytes))
+        dataset = self._file.create_dataset(
+            path,
+            shape=(self._n, *event_shape),
+            maxshape=(None, *event_shape),
+            chunks=(rows, *event_shape),
+            dtype=dtype,
+        )
+        if self._n:
+            dataset[:] = _fill_value(dataset)
+        self._datasets[path] = dataset
+        return dataset
+
+    def _close_file(self) -> None:
+        handle, inprogress = self._file, self._inprogress
+        assert handle is not None and inprogress is not None
+        final = inprogress.with_name(inprogress.name.removesuffix(INPROGRESS_SUFFIX) + SUFFIX)
+        with _as_writer_error(inprogress):
+            try:
+                for dataset in self._datasets.values():
+                    if dataset.shape[0] != self._n:
+                        dataset.resize(self._n, axis=0)
+                handle.attrs["peaknet_events_offered"] = self._offered
+            finally:
+                handle.close()
+                self._file = None
+                self._inprogress = None
+                self._datasets = {}
+            os.replace(inprogress, final)
+        logger.info("closed %s: %d events of %d offered", final, self._n, self._offered)
+        self._files.append(final)
+        self._offered = 0
+        self._n = 0
+        self._seq += 1
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+
+def _filters(config: CXIConfig) -> dict[str, Any]:
+    if config.compression == "gzip":
+        return {"compression": "gzip", "compression_opts": config.compression_level}
+    if config.compression == "bitshuffle_lz4":
+        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+    if config.compression == "bitshuffle_zstd":
+        return dict(hdf5plugin.Bitshuffle(cname="zstd", clevel=config.compression_level))
+    return {}
+
+
+def _fill_value(dataset: h5py.Dataset) -> Any:
+    """LCLStreamer's fill values: NaN for floats, -999 for signed ints, 0 unsigned, "None"."""
+    if h5py.check_string_dtype(dataset.dtype) is not None:
+        return "None"
+    kind = dataset.dtype.kind
+    return np.nan if kind == "f" else -999 if kind == "i" else 0
+
+
+def _key_of(path: str) -> str:
+    return path[len(METADATA_GROUP) + 1 :]
+
+
+def _as_str(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@contextmanager
+def _as_writer_error(path: Path | None) -> Iterator[None]:
+    """Turns OSError and h5py's errors into a WriterError naming the file."""
+    try:
+        yield
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise WriterError(
+            f"cannot write {path}: {exc} (check free space and permissions of output.output_dir)"
+        ) from exc

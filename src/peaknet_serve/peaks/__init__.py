@@ -1,0 +1,19 @@
+"""Peaks from PeakNet's segmentation mask, and the hit rule."""
+
+from __future__ import annotations
+
+from peaknet_serve.peaks.badpixels import fit_bad_pixels, load_bad_pixel_mask
+from peaknet_serve.peaks.config import HitConfig, PeaksConfig
+from peaknet_serve.peaks.find import PeakFinder, Peaks, find_peaks
+from peaknet_serve.peaks.hits import is_hit
+
+__all__ = [
+    "HitConfig",
+    "PeakFinder",
+    "Peaks",
+    "PeaksConfig",
+    "find_peaks",
+    "fit_bad_pixels",
+    "is_hit",
+    "load_bad_pixel_mask",
+]

@@ -1,0 +1,237 @@
+"""Peaks from a segmentation mask: 8-connected components per panel, measured without a loop.
+
+Components are labelled with OpenCV's ``connectedComponents`` (8-connectivity, one call per
+panel): 2.7 ms on a 1920x1920 mask against 8 ms for ``scipy.ndimage.label`` on one core (see
+``scripts/bench_peaks.py``). Everything after labelling touches only the mask's pixels: their
+flat indices (``numpy.flatnonzero`` of the boolean mask) and per-component sums with
+``numpy.bincount``, so the cost grows with the number of peak pixels, not with the frame.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from peaknet_serve.peaks.background import ring_background
+from peaknet_serve.peaks.badpixels import fit_bad_pixels, load_bad_pixel_mask
+from peaknet_serve.peaks.config import PeaksConfig
+
+logger = logging.getLogger(__name__)
+
+#: A labeller takes a C-contiguous (P, H, W) bool mask and returns the flat indices of its
+#: nonzero pixels, the 0-based component of each (unique across panels), and the component count.
+Labeller = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, int]]
+
+
+@dataclass(frozen=True, eq=False)
+class Peaks:
+    """The peaks of one frame, one entry per peak in every array.
+
+    Attributes:
+        x: fast-scan (column) position in pixels within its panel; pixel centres at integers.
+        y: slow-scan (row) position, likewise.
+        total_intensity: sum over the peak's pixels, background-subtracted unless
+            ``background`` is ``none``.
+        n_pixels: number of mask pixels.
+        max_value: the largest raw pixel value.
+        snr: ``total_intensity / (noise * sqrt(n_pixels))``, NaN without a noise estimate.
+        panel: panel index (zeros for a 2-D frame).
+        n_found: peaks that passed the pixel and bad-pixel filters, before the ``max_peaks`` cap:
+            the number the hit rule should see.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    total_intensity: np.ndarray
+    n_pixels: np.ndarray
+    max_value: np.ndarray
+    snr: np.ndarray
+    panel: np.ndarray
+    n_found: int = field(default=-1)
+
+    def __post_init__(self) -> None:
+        if self.n_found < 0:
+            object.__setattr__(self, "n_found", len(self.x))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @classmethod
+    def empty(cls) -> Peaks:
+        """No peaks."""
+        floats = np.zeros(0, dtype=np.float64)
+        ints = np.zeros(0, dtype=np.int32)
+        return cls(floats, floats, floats, ints, floats, floats, ints, 0)
+
+    def select(self, index: np.ndarray) -> Peaks:
+        """The peaks at ``index`` (an integer or boolean index), keeping ``n_found``."""
+        return Peaks(
+            self.x[index],
+            self.y[index],
+            self.total_intensity[index],
+            self.n_pixels[index],
+            self.max_value[index],
+            self.snr[index],
+            self.panel[index],
+            self.n_found,
+        )
+
+
+class PeakFinder:
+    """Finds peaks with one configuration; holds the bad-pixel mask, read on first use.
+
+    Config keys (``PeaksConfig``): centroid, min_pixels, max_pixels, max_peaks, bad_pixel_mask,
+    bad_pixel_mask_key, bad_pixel_mask_convention, bad_pixel_margin, background,
+    background_offset, background_rings, background_samples.
+    """
+
+    def __init__(self, config: PeaksConfig | None = None, *, labeller: Labeller | None = None):
+        self._config = config or PeaksConfig()
+        self._labeller = labeller or label_opencv
+        self._bad_raw: np.ndarray | None = None
+        self._bad_by_shape: dict[tuple[int, ...], np.ndarray] = {}
+
+    @property
+    def config(self) -> PeaksConfig:
+        return self._config
+
+    def find(self, mask: np.ndarray, image: np.ndarray) -> Peaks:
+        """The peaks of one frame; ``mask`` and ``image`` are (H, W) or (P, H, W)."""
+        mask = np.asarray(mask)
+        image = np.asarray(image)
+        if mask.shape != image.shape or mask.ndim not in (2, 3):
+            raise ValueError(
+                f"mask {mask.shape} and image {image.shape} must have the same (H, W) or "
+                "(P, H, W) shape"
+            )
+        mask3 = np.ascontiguousarray(mask if mask.dtype == bool else mask != 0)
+        if mask3.ndim == 2:
+            mask3 = mask3[None]
+            image = image[None]
+        return _measure(mask3, image, self._config, self._bad_pixels(mask.shape), self._labeller)
+
+    def _bad_pixels(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        config = self._config
+        if config.bad_pixel_mask is None:
+            return None
+        fitted = self._bad_by_shape.get(shape)
+        if fitted is None:
+            if self._bad_raw is None:
+                self._bad_raw = load_bad_pixel_mask(
+                    config.bad_pixel_mask,
+                    key=config.bad_pixel_mask_key,
+                    convention=config.bad_pixel_mask_convention,
+                )
+            fitted = fit_bad_pixels(self._bad_raw, shape, margin=config.bad_pixel_margin)
+            self._bad_by_shape[shape] = fitted
+        return fitted if fitted.ndim == 3 else fitted[None]
+
+
+def find_peaks(
+    mask: np.ndarray, image: np.ndarray, config: PeaksConfig | None = None
+) -> Peaks:
+    """The peaks of one frame.
+
+    Args:
+        mask: bool or integer (H, W) or (P, H, W); nonzero pixels belong to peaks.
+        image: the frame, same shape, any numeric dtype (NaN pixels count as 0).
+        config: ``PeaksConfig`` (defaults if None); a bad-pixel mask file is read once per config.
+    """
+    return _finder(config or PeaksConfig()).find(mask, image)
+
+
+@functools.lru_cache(maxsize=16)
+def _finder(config: PeaksConfig) -> PeakFinder:
+    return PeakFinder(config)
+
+
+def label_opencv(mask3: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """8-connected components per panel with ``cv2.connectedComponents`` (a ``Labeller``)."""
+    panel_size = mask3.shape[1] * mask3.shape[2]
+    indices, labels, total = [], [], 0
+    for p, panel_mask in enumerate(mask3):
+        count, panel_labels = cv2.connectedComponents(
+            panel_mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
+        )
+        fg = np.flatnonzero(panel_mask)
+        indices.append(fg + p * panel_size)
+        labels.append(panel_labels.reshape(-1)[fg].astype(np.intp) + (total - 1))
+        total += count - 1
+    return np.concatenate(indices), np.concatenate(labels), total
+
+
+def _measure(
+    mask3: np.ndarray,
+    image3: np.ndarray,
+    config: PeaksConfig,
+    bad3: np.ndarray | None,
+    labeller: Labeller,
+) -> Peaks:
+    _, height, width = mask3.shape
+    fg, lab, n = labeller(mask3)
+    if n == 0:
+        return Peaks.empty()
+    p, rest = np.divmod(fg, height * width)
+    y, x = np.divmod(rest, width)
+    n_pixels = np.bincount(lab, minlength=n)
+    keep = n_pixels >= config.min_pixels
+    if config.max_pixels is not None:
+        keep &= n_pixels <= config.max_pixels
+    if bad3 is not None:
+        keep &= np.bincount(lab, weights=bad3.reshape(-1).take(fg), minlength=n) == 0
+    if not keep.all():
+        on = keep[lab]
+        lab = (np.cumsum(keep) - 1)[lab[on]]
+        fg, p, y, x = fg[on], p[on], y[on], x[on]
+        n_pixels = n_pixels[keep]
+        n = int(keep.sum())
+        if n == 0:
+            return Peaks.empty()
+    if image3.flags.c_contiguous:
+        values = image3.reshape(-1).take(fg).astype(np.float64)
+    else:
+        values = image3[p, y, x].astype(np.float64)
+    values[~np.isfinite(values)] = 0.0
+    panel = np.empty(n, dtype=np.int32)
+    panel[lab] = p
+    cx = np.bincount(lab, weights=x, minlength=n) / n_pixels
+    cy = np.bincount(lab, weights=y, minlength=n) / n_pixels
+    if config.background == "ring":
+        background, noise = ring_background(
+            image3,
+            mask3,
+            bad3,
+            panel=panel,
+            cy=cy,
+            cx=cx,
+            n_pixels=n_pixels,
+            offset=config.background_offset,
+            rings=config.background_rings,
+            samples=config.background_samples,
+        )
+        net = values - background[lab]
+    else:
+        noise = np.full(n, np.nan)
+        net = values
+    total = np.bincount(lab, weights=net, minlength=n)
+    max_value = np.full(n, -np.inf)
+    np.maximum.at(max_value, lab, values)
+    if config.centroid == "weighted":
+        weight = np.clip(net, 0.0, None)
+        weight_sum = np.bincount(lab, weights=weight, minlength=n)
+        usable = weight_sum > 0
+        safe_sum = np.where(usable, weight_sum, 1.0)
+        cx = np.where(usable, np.bincount(lab, weights=weight * x, minlength=n) / safe_sum, cx)
+        cy = np.where(usable, np.bincount(lab, weights=weight * y, minlength=n) / safe_sum, cy)
+    snr = total / (noise * np.sqrt(n_pixels))
+    peaks = Peaks(cx, cy, total, n_pixels.astype(np.int32), max_value, snr, panel, n)
+    if n > config.max_peaks:
+        strongest = np.argpartition(-total, config.max_peaks - 1)[: config.max_peaks]
+        peaks = peaks.select(np.sort(strongest))
+        logger.debug("kept the %d strongest of %d peaks", config.max_peaks, n)
+    return peaks

@@ -1,0 +1,15 @@
+"""The hit rule."""
+
+from __future__ import annotations
+
+from peaknet_serve.peaks.config import HitConfig
+
+
+def is_hit(n_peaks: int, config: HitConfig | None = None) -> bool:
+    """Whether a frame with ``n_peaks`` peaks is a hit: ``min_peaks <= n_peaks <= max_peaks``.
+
+    Pass ``Peaks.n_found`` (the count before the per-frame cap). Config keys: ``min_peaks``,
+    ``max_peaks``.
+    """
+    config = config or HitConfig()
+    return config.min_peaks <= n_peaks <= config.max_peaks
