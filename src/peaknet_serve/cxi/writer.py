@@ -44,6 +44,8 @@ DATA_PATH = "/entry_1/data_1/data"
 RESULT_PATH = "/entry_1/result_1"
 METADATA_GROUP = "/LCLS"
 PHOTON_ENERGY_KEY = "photon_energy_eV"
+DECODED_ENERGY_KEY = "photon_energy_ev"
+"""The photon-energy key of ``peaknet_serve.wire.FrameBatch.metadata``."""
 SUFFIX = ".cxi"
 INPROGRESS_SUFFIX = ".cxi.inprogress"
 #: CXI peak dataset name -> Peaks attribute (positions handled apart: they move with the layout).
@@ -154,7 +156,7 @@ class CXIWriter:
                 f"{len(images)} images, {len(peaks_list)} peak lists and {batch} hit flags: "
                 "give one of each per event"
             )
-        arrays = {key.strip("/"): np.asarray(values) for key, values in metadata.items()}
+        arrays = {_dataset_key(key): np.asarray(values) for key, values in metadata.items()}
         for key, values in arrays.items():
             if values.ndim == 0 or len(values) != batch:
                 raise ValueError(f"metadata {key!r} has shape {values.shape}; give {batch} values")
@@ -164,7 +166,8 @@ class CXIWriter:
             raise ValueError(f"images {images.shape}: expected (B, H, W) or (B, P, H, W)")
         if selected.size and self._file is not None and frame_shape != self._frame_shape:
             logger.warning(
-                "frame shape changed from %s to %s: starting a new file", self._frame_shape,
+                "frame shape changed from %s to %s: starting a new file",
+                self._frame_shape,
                 frame_shape,
             )
             self._close_file()
@@ -316,14 +319,12 @@ class CXIWriter:
             counts[row] = count
             x, y = layout.to_stored(peaks.panel, peaks.x, peaks.y)
             for name, attribute in PEAK_FIELDS.items():
-                value = x if attribute == "x" else y if attribute == "y" else getattr(
-                    peaks, attribute
+                value = (
+                    x if attribute == "x" else y if attribute == "y" else getattr(peaks, attribute)
                 )
                 rows[name][row, :count] = value
         for name, block in rows.items():
-            self._datasets[f"{RESULT_PATH}/{name}"].write_direct(
-                block, dest_sel=np.s_[start:stop]
-            )
+            self._datasets[f"{RESULT_PATH}/{name}"].write_direct(block, dest_sel=np.s_[start:stop])
         self._datasets[f"{RESULT_PATH}/nPeaks"][start:stop] = counts
 
     def _write_metadata(
@@ -341,8 +342,13 @@ class CXIWriter:
             else:
                 converted = np.asarray(chosen).astype(dataset.dtype)
         except (TypeError, ValueError):
-            self._warn_once(key, "metadata %r: values %r do not fit %s; writing fill values",
-                            key, chosen[:1], dataset.dtype)
+            self._warn_once(
+                key,
+                "metadata %r: values %r do not fit %s; writing fill values",
+                key,
+                chosen[:1],
+                dataset.dtype,
+            )
             converted = _fill_value(dataset)
         dataset[start:stop] = converted
 
@@ -420,6 +426,13 @@ def _fill_value(dataset: h5py.Dataset) -> Any:
         return "None"
     kind = dataset.dtype.kind
     return np.nan if kind == "f" else -999 if kind == "i" else 0
+
+
+def _dataset_key(metadata_key: str) -> str:
+    """The ``/LCLS/`` name of a metadata field: the decoder's photon energy goes to the name
+    CrystFEL and OM read, every other key keeps its own name."""
+    key = metadata_key.strip("/")
+    return PHOTON_ENERGY_KEY if key == DECODED_ENERGY_KEY else key
 
 
 def _key_of(path: str) -> str:

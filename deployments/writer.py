@@ -1,0 +1,38 @@
+"""The PeakFinder/Writer deployment: peaks, the hit rule and one CXI file series per replica."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from peaknet_serve.config import ServiceConfig
+from peaknet_serve.service.outcome import BatchOutcome
+from peaknet_serve.service.stage import PeakStage
+from peaknet_serve.wire import FrameBatch
+
+logger = logging.getLogger(__name__)
+
+
+@serve.deployment(name="PeakFinderWriter", max_ongoing_requests=4)
+class PeakFinderWriter:
+    """Finds peaks in each frame's mask, judges hits and appends them to this replica's files."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        config = ServiceConfig.model_validate(settings)
+        writer_id = serve.get_replica_context().replica_id.unique_id
+        self._stage = PeakStage(config, writer_id=writer_id)
+        logger.info("writer %s writes under %s", writer_id, config.output.output_dir)
+
+    def process(self, masks: np.ndarray, batch: FrameBatch) -> BatchOutcome:
+        return self._stage.process(masks, batch)
+
+    def status(self) -> dict[str, object]:
+        return self._stage.status()
+
+    def __del__(self) -> None:
+        stage = getattr(self, "_stage", None)  # absent when __init__ failed
+        if stage is not None:
+            stage.close()

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The demo: the service on its embedded default (local Ray, CPU, demo model) fed by the synthetic
+# LCLStreamer pusher; waits until every frame is accounted for, shows what was written, shuts down.
+#   FRAMES=512 SHAPE="512 512" scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup-env.sh
+FRAMES="${FRAMES:-256}"
+SHAPE="${SHAPE:-512 512}"
+URL="http://127.0.0.1:8000"
+rm -rf output && mkdir -p output
+
+serve run serve_config.yaml > output/serve.log 2>&1 &
+SERVE_PID=$!
+stop_service() {
+    if kill -0 "$SERVE_PID" 2>/dev/null; then
+        kill -INT "$SERVE_PID"
+        wait "$SERVE_PID" || true
+    fi
+}
+trap stop_service EXIT
+
+echo "waiting for the service to be ready (log: output/serve.log)"
+for _ in $(seq 1 180); do
+    curl -sf "$URL/readyz" > /dev/null && break
+    kill -0 "$SERVE_PID" 2>/dev/null || { tail -n 40 output/serve.log; exit 1; }
+    sleep 1
+done
+curl -sf "$URL/readyz" > /dev/null || { echo "not ready after 180 s"; tail -n 40 output/serve.log; exit 1; }
+
+# shellcheck disable=SC2086
+peaknet-serve push --address tcp://127.0.0.1:12321 --frames "$FRAMES" --batch-size 16 \
+    --shape $SHAPE --peaks 30 --hit-fraction 0.7 --seed 1 --truth output/truth.jsonl
+peaknet-serve status --url "$URL" --wait-frames "$FRAMES" --timeout 300
+
+stop_service
+trap - EXIT
+echo "CXI files written:"
+peaknet-serve inspect output/*.cxi

@@ -1,0 +1,160 @@
+"""The ingress loop: pull a message, decode it, send the batch on, with a bounded window.
+
+While ``max_in_flight`` batches are out the socket is not read, so the pusher's own queue fills
+and it blocks: backpressure reaches the detector side instead of frames being dropped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from peaknet_serve.errors import DecodeError
+from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.outcome import BatchOutcome
+from peaknet_serve.wire import FrameBatch, FrameSource, Quarantine
+from peaknet_serve.wire.source import Message
+
+logger = logging.getLogger(__name__)
+
+Decode = Callable[[Message], FrameBatch]
+Submit = Callable[[FrameBatch], Awaitable[BatchOutcome]]
+
+
+class Pump:
+    """Moves batches from a frame source to ``submit`` and accounts for every frame.
+
+    ``submit`` sends one batch through the model and the writer and returns its outcome; an
+    exception from it fails the whole batch, counted under the exception's class name.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: FrameSource,
+        decode: Decode,
+        submit: Submit,
+        ledger: FrameLedger,
+        max_in_flight: int,
+        quarantine: Quarantine | None = None,
+    ) -> None:
+        self.source = source
+        self.ledger = ledger
+        self._decode = decode
+        self._submit = submit
+        self._quarantine = quarantine
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._stopping = False
+        self._batches: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    @property
+    def batches_in_flight(self) -> int:
+        return len(self._batches)
+
+    def pause(self) -> None:
+        """Stop reading the socket; batches in flight still finish."""
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
+    def start(self) -> None:
+        """Run the pull loop as a task of the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="pump")
+
+    @property
+    def alive(self) -> bool:
+        """False once the pull loop has ended for any reason other than ``stop``."""
+        return self._task is not None and (not self._task.done() or self._stopping)
+
+    def failure(self) -> BaseException | None:
+        """The exception that ended the pull loop, if any."""
+        if self._task is None or not self._task.done() or self._task.cancelled():
+            return None
+        return self._task.exception()
+
+    async def _run(self) -> None:
+        await self.source.open()
+        while not self._stopping:
+            await self._resumed.wait()
+            await self._slots.acquire()
+            if self._stopping:
+                self._slots.release()
+                break
+            try:
+                payload = await self.source.receive()
+            except BaseException:
+                self._slots.release()
+                raise
+            if payload is None:
+                self._slots.release()
+                continue
+            await self._accept(payload)
+
+    async def _accept(self, payload: Message) -> None:
+        n_bytes = memoryview(payload).nbytes
+        self.ledger.message_received(n_bytes)
+        try:
+            batch = await asyncio.to_thread(self._decode, payload)
+        except DecodeError as exc:
+            self._slots.release()
+            logger.warning("rejected a %d-byte message (%s): %s", n_bytes, exc.reason, exc)
+            self.ledger.message_rejected(exc.reason, str(exc))
+            if self._quarantine is not None:
+                await asyncio.to_thread(self._quarantine.save, payload, exc)
+            return
+        self.ledger.frames_received(len(batch))
+        task = asyncio.get_running_loop().create_task(self._process(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _process(self, batch: FrameBatch) -> None:
+        try:
+            outcome = await self._submit(batch)
+        except Exception as exc:
+            logger.exception("a batch of %d frames failed", len(batch))
+            self.ledger.fail(len(batch), type(exc).__name__, f"{type(exc).__name__}: {exc}")
+        else:
+            if outcome.frames != len(batch):
+                self.ledger.fail(
+                    len(batch),
+                    "miscounted",
+                    f"writer accounted for {outcome.frames} of {len(batch)} frames",
+                )
+            else:
+                self.ledger.settle(
+                    hits=outcome.hits, non_hits=outcome.non_hits, failed=outcome.failed
+                )
+        finally:
+            self._slots.release()
+
+    async def stop(self, *, drain_timeout_s: float) -> None:
+        """Stop pulling, wait up to ``drain_timeout_s`` for batches in flight, close the socket.
+
+        The loop leaves at its next receive timeout, so no received message is dropped; whatever
+        has not finished by the deadline stays counted as ``in_flight`` in the ledger.
+        """
+        self._stopping = True
+        self._resumed.set()
+        if self._task is not None and not self._task.done():
+            _, running = await asyncio.wait({self._task}, timeout=drain_timeout_s)
+            for task in running:
+                task.cancel()
+        if self._batches:
+            _, pending = await asyncio.wait(set(self._batches), timeout=drain_timeout_s)
+            if pending:
+                logger.error(
+                    "shutdown: %d batches (%d frames) did not finish in %.0f s",
+                    len(pending),
+                    self.ledger.in_flight,
+                    drain_timeout_s,
+                )
+        self.source.close()

@@ -1,0 +1,48 @@
+"""Shared fixtures: free ports, and one real local Ray cluster for the tests that need Serve."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+# Ray >= 2.59 enables token auth by default; the throwaway test cluster needs none.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[dict[str, str]]:
+    """A local Ray with its dashboard, which serves the REST API that ``serve deploy`` uses.
+
+    Yields the dashboard URL and the port Serve's HTTP proxy is to use (applications are deployed
+    through the REST API, as operators do, so the proxy starts with the first deploy).
+    """
+    import ray
+    from ray import serve
+
+    dashboard_port = free_port()
+    http_port = free_port()
+    ray.init(
+        num_cpus=8,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port,
+        log_to_driver=False,
+    )
+    try:
+        yield {
+            "dashboard": f"http://127.0.0.1:{dashboard_port}",
+            "http_port": str(http_port),
+            "http": f"http://127.0.0.1:{http_port}",
+        }
+    finally:
+        serve.shutdown()
+        ray.shutdown()
