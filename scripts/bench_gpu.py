@@ -1,0 +1,410 @@
+"""Benchmark PeakNet on one GPU: bare model, engine from host memory, bf16/fp32 mask agreement.
+
+Prints one table (frames/s per shape and variant, all on the same card in one run) after
+checking correctness: the engine's masks against calling the model directly on the GPU.
+
+    python scripts/bench_gpu.py                                   # everything, both shapes
+    python scripts/bench_gpu.py --shapes 1920x1920 --parts model,profile --modes reduce-overhead
+
+Parts (``--parts``); ``check`` runs once (odd frame shape, mixed batches, overlapping calls),
+the others per shape, each a function ``(args, shape, batch) -> list[Row]`` in ``PARTS``:
+    model      bare PeakNet on device-resident padded input: eager fp32, eager and compiled
+               in --precisions with channels_last
+    engine     InferenceEngine from numpy host arrays (float32 and float64), per precision x mode
+    agreement  bf16 and fp16 masks against fp32 masks of the same random-init model
+    profile    torch.profiler of the compiled bf16 model: top CUDA kernels
+The whole-service part (pusher -> ingress -> PeakNet -> writer) will be one more ``PARTS`` entry
+once the Serve app exists.
+
+Compilation costs ~50 s per (shape, mode) for the standard model on an H100: choose --shapes,
+--modes and --parts to fit a run into its time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from peaknet_serve.engine import EngineConfig, InferenceEngine
+from peaknet_serve.model import InputConfig, build_peaknet, load_preset, predict_mask, prepare_batch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_BATCH = {(1920, 1920): 16, (512, 512): 64}
+
+
+@dataclass
+class Row:
+    """One measured line of the table."""
+
+    part: str
+    shape: str
+    variant: str
+    batch: int
+    frames_per_s: float
+    note: str = ""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="peaknet-standard")
+    parser.add_argument("--shapes", default="1920x1920,512x512")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="frames per batch (0: 16 at 1920x1920, 64 at 512x512)"
+    )
+    parser.add_argument("--parts", default="check,model,engine,agreement")
+    parser.add_argument("--precisions", default="bf16", help="for model and engine parts")
+    parser.add_argument("--modes", default="default", help="torch.compile modes, 'off' for eager")
+    parser.add_argument(
+        "--engine-modes", default="", help="engine compile modes (--modes if empty)"
+    )
+    parser.add_argument("--no-cudnn-benchmark", action="store_true", help="bare model rows")
+    parser.add_argument("--skip-fp32", action="store_true", help="no eager fp32 model row")
+    parser.add_argument("--engine-precisions", default="fp32,bf16,fp16", help="eager engine rows")
+    parser.add_argument("--autocast", action="store_true", help="also time autocast engine rows")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per row")
+    parser.add_argument("--concurrency", type=int, default=3, help="infer calls in flight")
+    parser.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for JSON/logs")
+    return parser.parse_args(argv)
+
+
+def _shape(text: str) -> tuple[int, int]:
+    height, width = text.lower().split("x")
+    return int(height), int(width)
+
+
+def _frames(batch: int, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Photon-count-like float32 frames with a few bright spots (never zeros)."""
+    rng = np.random.default_rng(seed)
+    frames = rng.gamma(2.0, 5.0, size=(batch, *shape)).astype(np.float32)
+    for frame in frames:
+        ys = rng.integers(8, shape[0] - 8, 50)
+        xs = rng.integers(8, shape[1] - 8, 50)
+        frame[ys, xs] += 500.0
+    return frames
+
+
+def _model(args: argparse.Namespace) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_peaknet(load_preset(args.preset)).eval().requires_grad_(False)
+
+
+def _time_gpu(step: Callable[[], object], seconds: float) -> float:
+    """Seconds per call of ``step`` run back to back (after one untimed call)."""
+    step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    once = time.perf_counter() - start
+    repeats = max(3, math.ceil(seconds / max(once, 1e-4)))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_model(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
+    """Bare PeakNet on padded device-resident input; no pre/post-processing."""
+    rows = []
+    frames = torch.from_numpy(_frames(batch, shape)).cuda()
+    base = _model(args)
+    variants: list[tuple[str, torch.dtype, bool, str]] = []
+    if not args.skip_fp32:
+        variants.append(("eager fp32", torch.float32, False, "off"))
+    for name in args.precisions.split(","):
+        for mode in ["off", *args.modes.split(",")]:
+            label = f"{'eager' if mode == 'off' else mode} {name} CL"
+            variants.append((label, DTYPES[name], True, mode))
+    seen = set()
+    for label, dtype, channels_last, mode in variants:
+        if label in seen:
+            continue
+        seen.add(label)
+        model = copy.deepcopy(base).to(device="cuda", dtype=dtype)
+        x, _ = prepare_batch(frames, InputConfig(), dtype)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        # dynamic=False: without it a second shape recompiles with symbolic shapes (2x slower).
+        fn = model if mode == "off" else torch.compile(model, mode=mode, dynamic=False)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            fn(x)
+            torch.cuda.synchronize()
+            first = time.perf_counter() - start
+            per_batch = _time_gpu(lambda fn=fn, x=x: fn(x), args.seconds)
+        rows.append(
+            Row(
+                "model", _label(shape), label, batch, batch / per_batch, f"first call {first:.1f} s"
+            )
+        )
+        _print_row(rows[-1])
+        del model, fn
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _engine(
+    args: argparse.Namespace, batch: int, precision: str, mode: str, autocast: bool = False
+) -> InferenceEngine:
+    config = EngineConfig(
+        device="cuda",
+        precision=precision,
+        autocast=autocast,
+        compile=mode,
+        batch_buckets=(batch,),
+        num_buffers=3,
+        copy_threads=8,
+    )
+    return InferenceEngine.from_config(_model(args), config, InputConfig())
+
+
+async def _drive(engine: InferenceEngine, frames: np.ndarray, seconds: float, tasks: int) -> float:
+    """Frames/s with ``tasks`` concurrent callers each sending ``frames`` until time is up."""
+    await engine.infer(frames)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await engine.infer(frames)
+            done += frames.shape[0]
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(tasks)))
+    return done / (time.perf_counter() - start)
+
+
+def bench_engine(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
+    """The engine from numpy host arrays, checked against the model called directly."""
+    rows = []
+    host32 = _frames(batch, shape)
+    host64 = host32.astype(np.float64)
+    variants = [(p, "off", False) for p in args.engine_precisions.split(",") if p]
+    modes = (args.engine_modes or args.modes).split(",")
+    variants += [(p, m, False) for p in args.precisions.split(",") for m in modes]
+    if args.autocast:
+        variants += [(p, "off", True) for p in args.precisions.split(",") if p != "fp32"]
+    for precision, mode, autocast in dict.fromkeys(variants):
+        engine = _engine(args, batch, precision, mode, autocast)
+        start = time.perf_counter()
+        engine.warmup(shape, [batch])
+        warm = time.perf_counter() - start
+        masks = asyncio.run(engine.infer(host64))
+        with torch.inference_mode():
+            direct = (
+                predict_mask(
+                    engine.model,
+                    torch.from_numpy(host32).cuda(),
+                    InputConfig(),
+                    engine.dtype if not autocast else torch.float32,
+                )
+                .cpu()
+                .numpy()
+            )
+        agree = float((masks == direct).mean())
+        label = f"{mode if mode != 'off' else 'eager'} {precision}{' autocast' if autocast else ''}"
+        for name, host in (("f32 in", host32), ("f64 in", host64)):
+            fps = asyncio.run(_drive(engine, host, args.seconds, args.concurrency))
+            note = f"==direct {agree:.6f}, warmup {warm:.0f} s, peak {masks.mean():.4f}"
+            rows.append(Row("engine", _label(shape), f"{label} {name}", batch, fps, note))
+            _print_row(rows[-1])
+        stats = engine.staging_stats()
+        logging.info("engine staging: %d sets, %.0f MB", stats.buffers, stats.nbytes / 1e6)
+        engine.close()
+        del engine
+        torch.cuda.empty_cache()
+    return rows
+
+
+def check_engine(args: argparse.Namespace) -> None:
+    """The engine on the GPU gives the direct masks: mixed batches, odd shape, dtypes, overlap."""
+    shape = (333, 517)
+    frames = _frames(23, shape, seed=2)
+    for precision, mode in (("fp32", "off"), ("bf16", "off"), ("bf16", "reduce-overhead")):
+        config = EngineConfig(
+            device="cuda", precision=precision, compile=mode, batch_buckets=(4, 8), num_buffers=2
+        )
+        torch.manual_seed(0)
+        model = build_peaknet(load_preset("peaknet-demo"))  # compiles in seconds
+        engine = InferenceEngine.from_config(model, config, InputConfig())
+        engine.warmup(shape)
+        with torch.inference_mode():
+            direct = (
+                predict_mask(
+                    engine.model, torch.from_numpy(frames).cuda(), InputConfig(), engine.dtype
+                )
+                .cpu()
+                .numpy()
+            )
+
+        async def run(engine: InferenceEngine = engine) -> list[np.ndarray]:
+            calls = [
+                frames[:1],
+                frames[1:4].astype(np.uint16),
+                frames[4:23].astype(np.float64),
+                frames[:5].reshape(1, 5, *shape),
+            ]
+            return await asyncio.gather(*(engine.infer(c) for c in calls * 3))
+
+        results = asyncio.run(run())
+        got = [results[0], results[1], results[2], results[3].reshape(5, *shape)]
+        expect = [direct[:1], direct[1:4], direct[4:23], direct[:5]]
+        # uint16 rounds the frames, so those masks are compared with a tolerance.
+        equal = [float((g == e).mean()) for g, e in zip(got, expect, strict=True)]
+        repeat = all(
+            np.array_equal(results[i], results[i + 4 * k]) for i in range(4) for k in (1, 2)
+        )
+        stats = engine.staging_stats()
+        print(
+            f"check {precision} {mode}: equal to direct {[f'{e:.6f}' for e in equal]}, "
+            f"overlapping repeats identical {repeat}, staging sets {stats.buffers}",
+            flush=True,
+        )
+        engine.close()
+
+
+def bench_agreement(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
+    """Fraction of pixels where bf16/fp16 masks equal fp32 masks (same random-init weights)."""
+    frames = torch.from_numpy(_frames(min(batch, 4), shape, seed=1)).cuda()
+    base = _model(args).cuda()
+    with torch.inference_mode():
+        reference = predict_mask(base, frames, InputConfig(), torch.float32)
+        rows = []
+        for name in ("bf16", "fp16"):
+            model = copy.deepcopy(base).to(dtype=DTYPES[name], memory_format=torch.channels_last)
+            masks = predict_mask(model, frames, InputConfig(), DTYPES[name])
+            equal = float((masks == reference).float().mean())
+            note = f"fp32 peak fraction {float(reference.float().mean()):.4f}"
+            rows.append(
+                Row("agreement", _label(shape), f"{name} vs fp32", frames.shape[0], 0, note)
+            )
+            rows[-1].variant += f" equal {equal:.6f}"
+            _print_row(rows[-1])
+    return rows
+
+
+def bench_profile(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
+    """Top CUDA kernels of the compiled bf16 channels_last model (default mode)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dtype = DTYPES[args.precisions.split(",")[0]]
+    model = _model(args).to(device="cuda", dtype=dtype, memory_format=torch.channels_last)
+    frames = torch.from_numpy(_frames(batch, shape)).cuda()
+    x, _ = prepare_batch(frames, InputConfig(), dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    mode = next((m for m in args.modes.split(",") if m != "off"), "default")
+    fn = torch.compile(model, mode=mode, dynamic=False)
+    with torch.inference_mode():
+        for _ in range(3):
+            fn(x)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                fn(x)
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    total = sum(_device_us(e) for e in events) or 1.0
+    kinds: dict[str, float] = {}
+    for event in events:
+        kinds[_kernel_kind(event.key)] = kinds.get(_kernel_kind(event.key), 0.0) + _device_us(event)
+    top = sorted(events, key=_device_us, reverse=True)[:25]
+    lines = [f"== profile {_label(shape)} batch {batch} ({mode} {dtype}), 3 iterations =="]
+    lines.append(f"GPU time {total / 3e3:.1f} ms per batch, {total / 3e3 / batch:.2f} ms per frame")
+    lines += [f"  {k:14} {v / total:6.1%}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    lines += [f"{_device_us(e) / total:6.1%} {e.count // 3:5}x  {e.key[:90]}" for e in top]
+    text = "\n".join(lines)
+    with open(os.path.join(args.out, f"profile_{_label(shape)}.txt"), "w") as fh:
+        fh.write(text + "\n")
+    print(text, flush=True)
+    return []
+
+
+def _device_us(event: object) -> float:
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        value = getattr(event, name, None)
+        if value is not None:
+            return float(value)
+    return 0.0
+
+
+def _kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    if "triton" in lowered:
+        return "triton fused"
+    if "conv" in lowered or "cudnn" in lowered or "xmma" in lowered or "dgrad" in lowered:
+        return "conv (cuDNN)"
+    if "gemm" in lowered or "cutlass" in lowered or "nvjet" in lowered:
+        return "gemm"
+    if "memcpy" in lowered or "memset" in lowered:
+        return "copy"
+    return "other"
+
+
+PARTS: dict[str, Callable[[argparse.Namespace, tuple[int, int], int], list[Row]]] = {
+    "model": bench_model,
+    "engine": bench_engine,
+    "agreement": bench_agreement,
+    "profile": bench_profile,
+}
+
+
+def _label(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def _print_row(row: Row) -> None:
+    fps = f"{row.frames_per_s:9.1f}" if row.frames_per_s else "        -"
+    print(
+        f"{row.part:9} {row.shape:9} {row.variant:34} {row.batch:5} {fps}  {row.note}", flush=True
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if not torch.cuda.is_available():
+        print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
+        return 1
+    # As the engine does (EngineConfig.cudnn_benchmark): worth ~30% here, so bare rows match.
+    torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
+    card = torch.cuda.get_device_name()
+    print(
+        f"card: {card}, torch {torch.__version__}, preset {args.preset}, "
+        f"cudnn.benchmark {torch.backends.cudnn.benchmark}"
+    )
+    rows: list[Row] = []
+    parts = args.parts.split(",")
+    if "check" in parts:
+        check_engine(args)
+        parts.remove("check")
+    for text in args.shapes.split(","):
+        shape = _shape(text)
+        batch = args.batch or DEFAULT_BATCH.get(shape, 16)
+        for part in parts:
+            rows += PARTS[part](args, shape, batch)
+    print(f"\n== {card} ==")
+    print(f"{'part':9} {'shape':9} {'variant':34} {'batch':>5} {'frames/s':>9}  note")
+    for row in rows:
+        _print_row(row)
+    with open(os.path.join(args.out, "bench_gpu.json"), "w") as fh:
+        json.dump({"card": card, "torch": torch.__version__, "rows": [asdict(r) for r in rows]}, fh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""The inference engine: numpy frames in, uint8 peak masks out, with the GPU kept busy.
+
+Data path of one batch (one slot of the N-way buffer):
+
+1. host: the frames are copied, in their own dtype, into the slot's pinned staging buffer
+   (``copy_threads`` worker threads; the event loop only awaits them);
+2. copy-in stream: pinned -> device copy, rows that pad the batch up to its bucket are zeroed;
+3. compute stream (waits on 2's event): cast to float32, normalise and pad, PeakNet, mask
+   ``logits[:,1] > logits[:,0]``, crop, into the slot's device mask buffer;
+4. copy-out stream (waits on 3's event): device -> pinned uint8 mask copy;
+5. host: the caller's task polls 4's event (``await asyncio.sleep`` between polls) and copies the
+   masks out of the slot, which then serves the next batch.
+
+All kernel launches happen on one launcher thread, so the event loop never runs model code and
+CUDA graphs recorded in ``warmup`` (thread-local in torch.compile) are the ones replayed. With N
+slots, batch k+1 is copied in while batch k computes and batch k-1 is copied out. Nothing on this
+path synchronises the device. The CPU path runs the same steps without streams or pinned memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from peaknet_serve.engine.config import EngineConfig
+from peaknet_serve.engine.staging import Slot, SlotPool, Staging, StagingStats
+from peaknet_serve.errors import ConfigError, DecodeError
+from peaknet_serve.model import InputConfig, crop, mask_from_logits, prepare_batch
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+_MIN_PARALLEL_COPY_BYTES = 4 << 20
+"""Host copies smaller than this run inline: a thread hop costs more than the copy."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for an ``EngineConfig.device`` string; "auto" prefers CUDA.
+
+    Raises:
+        ConfigError: CUDA was asked for but is not available, or the index does not exist.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"engine.device={name!r} but torch sees no CUDA device; use 'cpu' or 'auto'"
+        )
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index >= count:
+        raise ConfigError(f"engine.device={name!r} but only {count} CUDA device(s) are visible")
+    return torch.device("cuda", index)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype for ``EngineConfig.precision`` on ``device``.
+
+    Raises:
+        ConfigError: fp16 on a CPU.
+    """
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("engine.precision='fp16' needs a GPU; use 'fp32' or 'bf16' on a CPU")
+    return _DTYPES[precision]
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    if dtype.kind not in "uif":
+        raise DecodeError(
+            f"frames must be integers or floats, got dtype {dtype}", reason="bad_dtype"
+        )
+    try:
+        return torch.from_numpy(np.empty(0, dtype=dtype.newbyteorder("="))).dtype
+    except TypeError as exc:
+        raise DecodeError(
+            f"frames of dtype {dtype} are not supported; send uint16, int32, float32 or float64",
+            reason="bad_dtype",
+        ) from exc
+
+
+class InferenceEngine:
+    """Runs PeakNet on batches of frames; safe for overlapping ``infer`` calls on one loop.
+
+    The engine takes ownership of ``model``: it is moved to the device, cast and set to eval mode
+    in place.
+
+    Config keys used: engine.device, engine.precision, engine.autocast, engine.channels_last,
+    engine.compile, engine.num_buffers, engine.batch_buckets, engine.copy_threads,
+    engine.poll_interval_s, engine.cudnn_benchmark; inputs.normalize, inputs.pad_position,
+    inputs.pad_value.
+    """
+
+    def __init__(self, model: nn.Module, *, engine: EngineConfig, inputs: InputConfig) -> None:
+        self.config = engine
+        self.inputs = inputs
+        self.device = resolve_device(engine.device)
+        self.dtype = resolve_dtype(engine.precision, self.device)
+        self._on_gpu = self.device.type == "cuda"
+        self._buckets = engine.batch_buckets
+        self._max_bucket = engine.batch_buckets[-1]
+        self._model_dtype = torch.float32 if engine.autocast else self.dtype
+        self._channels_last = engine.channels_last and self._on_gpu
+        self._cuda_graphs = engine.compile == "reduce-overhead" and self._on_gpu
+
+        model.eval().requires_grad_(False)
+        model.to(device=self.device, dtype=self._model_dtype)
+        if self._channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+
+        self._forward = self._compile(self._forward_eager)
+        self._pool = SlotPool(engine.num_buffers, capacity=self._max_bucket, device=self.device)
+        self._launcher = ThreadPoolExecutor(
+            1,
+            thread_name_prefix="peaknet-launch",
+            initializer=_init_cuda_graph_thread if self._cuda_graphs else None,
+        )
+        self._copier = ThreadPoolExecutor(engine.copy_threads, thread_name_prefix="peaknet-copy")
+        if self._on_gpu:
+            torch.backends.cudnn.benchmark = engine.cudnn_benchmark
+            self._copy_in_stream = torch.cuda.Stream(self.device)
+            self._compute_stream = torch.cuda.Stream(self.device)
+            self._copy_out_stream = torch.cuda.Stream(self.device)
+        logger.info("inference engine ready: %s", self.describe())
+
+    @classmethod
+    def from_config(
+        cls, model: nn.Module, engine: EngineConfig, inputs: InputConfig
+    ) -> InferenceEngine:
+        """Build the engine for ``model`` from its configuration sections."""
+        return cls(model, engine=engine, inputs=inputs)
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What the engine runs on and how, for status pages and benchmark logs."""
+        stats = self.staging_stats()
+        return {
+            "device": str(self.device),
+            "device_name": (torch.cuda.get_device_name(self.device) if self._on_gpu else "cpu"),
+            "precision": _DTYPE_NAMES[self.dtype],
+            "autocast": self.config.autocast,
+            "channels_last": self._channels_last,
+            "compile": self.config.compile if self.config.compile != "off" else None,
+            "num_buffers": self.config.num_buffers,
+            "batch_buckets": list(self._buckets),
+            "staging_buffers": stats.buffers,
+            "staging_bytes": stats.nbytes,
+            "torch": torch.__version__,
+        }
+
+    def staging_stats(self) -> StagingStats:
+        """Number and size of the staging buffer sets allocated so far."""
+        return self._pool.stats()
+
+    def bucket_for(self, batch_size: int) -> int:
+        """The padded batch size a batch of ``batch_size`` frames runs at (at most the largest)."""
+        for bucket in self._buckets:
+            if bucket >= batch_size:
+                return bucket
+        return self._max_bucket
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def _compile(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+        mode = self.config.compile
+        if mode == "off":
+            return fn
+        if mode == "reduce-overhead" and not self._on_gpu:
+            logger.warning("compile='reduce-overhead' needs CUDA graphs; using 'default' on a CPU")
+            mode = "default"
+        # One graph per (bucket, frame shape): lift dynamo's recompile limit (default 8) so
+        # several frame shapes do not silently fall back to eager.
+        limit = 4 * len(self._buckets) + 8
+        dynamo_config = torch._dynamo.config
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, limit)
+        dynamo_config.accumulated_recompile_limit = max(
+            dynamo_config.accumulated_recompile_limit, 8 * limit
+        )
+        return torch.compile(fn, mode=mode, dynamic=False)
+
+    def _forward_eager(self, frames: torch.Tensor) -> torch.Tensor:
+        """float32 (B, H, W) frames -> uint8 (B, H, W) masks; what torch.compile compiles."""
+        x, box = prepare_batch(frames, self.inputs, self._model_dtype)
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            logits = self.model(x)
+        return crop(mask_from_logits(logits), box)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.config.autocast or self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _run_model(self, frames: torch.Tensor, out: torch.Tensor) -> None:
+        """Masks of ``frames`` (any dtype, on the device) into ``out``; call in inference mode."""
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        out.copy_(self._forward(frames.to(torch.float32)))
+
+    # -- warm-up ----------------------------------------------------------------------------------
+
+    def warmup(
+        self, frame_shape: tuple[int, int], batch_sizes: Sequence[int] | None = None
+    ) -> None:
+        """Compile (and record CUDA graphs) for ``frame_shape`` at every bucket ``batch_sizes`` use.
+
+        Call before taking traffic: the first batch of each new (bucket, shape) otherwise pays
+        the compilation (~50 s per shape for the standard model on an H100) and cuDNN's
+        algorithm search. Blocks until done.
+
+        Args:
+            frame_shape: (height, width) of the frames to expect.
+            batch_sizes: batch sizes to expect; all buckets when None.
+        """
+        buckets = sorted({self.bucket_for(b) for b in (batch_sizes or self._buckets)})
+        height, width = frame_shape
+        runs = 3 if self._cuda_graphs else 1  # cudagraph trees: warm-up run, record, replay
+        for bucket in buckets:
+            self._launcher.submit(self._warm_one, bucket, height, width, runs).result()
+            logger.info("warmed up batch %d x %d x %d", bucket, height, width)
+
+    def _warm_one(self, bucket: int, height: int, width: int, runs: int) -> None:
+        with torch.inference_mode(), self._on_compute_stream():
+            generator = torch.Generator(device=self.device).manual_seed(0)
+            frames = torch.rand((bucket, height, width), generator=generator, device=self.device)
+            out = torch.empty((bucket, height, width), dtype=torch.uint8, device=self.device)
+            for _ in range(runs):
+                self._run_model(frames, out)
+        if self._on_gpu:
+            self._compute_stream.synchronize()
+
+    # -- inference --------------------------------------------------------------------------------
+
+    async def infer(self, images: np.ndarray) -> np.ndarray:
+        """Peak masks for a batch of frames.
+
+        Args:
+            images: (B, H, W), or (B, P, H, W) panel stacks (each panel runs as its own frame),
+                any integer or float dtype.
+
+        Returns:
+            uint8 masks (1 = peak) with the shape of ``images``.
+
+        Raises:
+            DecodeError: ``images`` has the wrong number of dimensions or an unsupported dtype.
+        """
+        if images.ndim not in (3, 4):
+            raise DecodeError(
+                f"frames must be (B, H, W) or (B, P, H, W), got shape {images.shape}",
+                reason="bad_shape",
+            )
+        height, width = images.shape[-2:]
+        frames = images.reshape(-1, height, width)
+        key = (height, width, _torch_dtype(images.dtype))
+        masks = np.empty(frames.shape, dtype=np.uint8)
+        starts = range(0, frames.shape[0], self._max_bucket)
+        await asyncio.gather(
+            *(
+                self._infer_chunk(
+                    frames[s : s + self._max_bucket], masks[s : s + self._max_bucket], key
+                )
+                for s in starts
+            )
+        )
+        return masks.reshape(images.shape)
+
+    async def _infer_chunk(
+        self, frames: np.ndarray, masks: np.ndarray, key: tuple[int, int, torch.dtype]
+    ) -> None:
+        slot = await self._pool.acquire()
+        launched: torch.cuda.Event | None = None
+        try:
+            staging = slot.buffers(key)
+            count = frames.shape[0]
+            await self._host_copy(staging.host_in_np[:count], frames)
+            loop = asyncio.get_running_loop()
+            launched = await loop.run_in_executor(
+                self._launcher, self._launch, slot, staging, count
+            )
+            if launched is not None:
+                while not launched.query():
+                    await asyncio.sleep(self.config.poll_interval_s)
+            await self._host_copy(masks, staging.host_out_np[:count])
+        finally:
+            if launched is not None and not launched.query():
+                launched.synchronize()  # cancelled mid-flight: the GPU still uses this slot
+            self._pool.release(slot)
+
+    async def _host_copy(self, dst: np.ndarray, src: np.ndarray) -> None:
+        """``dst[...] = src`` split over the copy threads when large (numpy drops the GIL)."""
+        if dst.nbytes < _MIN_PARALLEL_COPY_BYTES or self.config.copy_threads == 1:
+            np.copyto(dst, src, casting="unsafe")
+            return
+        loop = asyncio.get_running_loop()
+        rows_dst = dst.reshape(-1, dst.shape[-1])
+        rows_src = src.reshape(-1, src.shape[-1])
+        bounds = np.linspace(0, rows_dst.shape[0], self.config.copy_threads + 1, dtype=int)
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(self._copier, _copy_rows, rows_dst[a:b], rows_src[a:b])
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+                if b > a
+            )
+        )
+
+    def _launch(self, slot: Slot, staging: Staging, count: int) -> torch.cuda.Event | None:
+        """Enqueue copy-in, compute and copy-out of one batch; runs on the launcher thread.
+
+        Returns the event that completes with the copy-out (None on a CPU, where the work is
+        done on return).
+        """
+        bucket = self.bucket_for(count)
+        with torch.inference_mode():
+            if not self._on_gpu:
+                with self._nvtx("peaknet.compute"):
+                    staging.dev_in[count:bucket].zero_()
+                    self._run_model(staging.dev_in[:bucket], staging.dev_out[:bucket])
+                return None
+            assert slot.copied_in is not None and slot.computed is not None
+            assert slot.copied_out is not None
+            with self._nvtx("peaknet.copy_in"), torch.cuda.stream(self._copy_in_stream):
+                staging.dev_in[:count].copy_(staging.host_in[:count], non_blocking=True)
+                staging.dev_in[count:bucket].zero_()
+                slot.copied_in.record()
+            with self._nvtx("peaknet.compute"), self._on_compute_stream():
+                self._compute_stream.wait_event(slot.copied_in)
+                self._run_model(staging.dev_in[:bucket], staging.dev_out[:bucket])
+                slot.computed.record()
+            with self._nvtx("peaknet.copy_out"), torch.cuda.stream(self._copy_out_stream):
+                self._copy_out_stream.wait_event(slot.computed)
+                staging.host_out[:count].copy_(staging.dev_out[:count], non_blocking=True)
+                slot.copied_out.record()
+        return slot.copied_out
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _on_compute_stream(self) -> contextlib.AbstractContextManager[Any]:
+        if not self._on_gpu:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(self._compute_stream)
+
+    @contextlib.contextmanager
+    def _nvtx(self, name: str) -> Iterator[None]:
+        if not self._on_gpu:
+            yield
+            return
+        with torch.cuda.nvtx.range(name):
+            yield
+
+    def close(self) -> None:
+        """Stop the worker threads (after the batches in flight)."""
+        self._launcher.shutdown(wait=True)
+        self._copier.shutdown(wait=True)
+
+
+def _init_cuda_graph_thread() -> None:
+    """Give the launcher thread its own CUDA-graph tree state.
+
+    torch.compile's CUDA-graph trees keep per-thread state that torch < 2.12 only sets up in the
+    thread that imported them (elsewhere: ``assert torch._C._is_key_in_tls``), so a process that
+    compiled with reduce-overhead on its main thread first could not replay graphs here.
+    """
+    from torch._inductor import cudagraph_trees
+
+    local = cudagraph_trees.local
+    if not hasattr(local, "tree_manager_containers"):
+        local.tree_manager_containers = {}
+        local.tree_manager_locks = defaultdict(threading.Lock)
+
+
+def _copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
+    np.copyto(dst, src, casting="unsafe")
