@@ -10,10 +10,15 @@ SHAPE="${SHAPE:-512 512}"
 URL="http://127.0.0.1:8000"
 rm -rf output && mkdir -p output
 
+# Job control on, so the service gets Ctrl-C (SIGINT) like an interactive `serve run` would:
+# a non-interactive shell starts background jobs with SIGINT ignored.
+set -m
 serve run serve_config.yaml > output/serve.log 2>&1 &
 SERVE_PID=$!
+set +m
 stop_service() {
     if kill -0 "$SERVE_PID" 2>/dev/null; then
+        echo "stopping the service (Ctrl-C): in-flight batches drain, CXI files are closed"
         kill -INT "$SERVE_PID"
         wait "$SERVE_PID" || true
     fi

@@ -15,10 +15,21 @@ from peaknet_serve.errors import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``LocalPipeline`` is imported on first use: it pulls in torch and the engine."""
+    if name == "LocalPipeline":
+        from peaknet_serve.pipeline import LocalPipeline
+
+        return LocalPipeline
+    raise AttributeError(f"module 'peaknet_serve' has no attribute {name!r}")
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "DecodeError",
+    "LocalPipeline",
     "PeakNetServeError",
     "WriterError",
     "__version__",

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "push": "peaknet_serve.pusher",
     "geom": "peaknet_serve.cxi.geom_cli",
     "inspect": "peaknet_serve.cxi.inspect_cli",
+    "evaluate": "peaknet_serve.evaluate",
     "status": "peaknet_serve.status_cli",
 }
 
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     return int(args.run(args))
 
 

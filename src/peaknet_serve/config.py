@@ -6,12 +6,13 @@ The same mapping is the ``args:`` of ``serve_config.yaml``'s application and the
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from peaknet_serve._section import Section
 from peaknet_serve.cxi.config import CXIConfig
@@ -21,6 +22,14 @@ from peaknet_serve.model.config import InputConfig, PeakNetConfig
 from peaknet_serve.model.presets import load_preset, preset_names
 from peaknet_serve.peaks.config import HitConfig, PeaksConfig
 from peaknet_serve.wire.config import DecodeConfig, SourceConfig
+
+BUILTIN_WEIGHTS_PREFIX = "builtin:"
+"""``weights: builtin:NAME`` names weights shipped in ``peaknet_serve/weights/NAME.safetensors``."""
+
+
+def builtin_weights_path(name: str) -> Path:
+    """Path of the shipped weights ``name`` (``peaknet-demo``: synthetic data only)."""
+    return Path(str(importlib.resources.files("peaknet_serve") / "weights" / f"{name}.safetensors"))
 
 
 class ModelSection(Section):
@@ -39,7 +48,9 @@ class ModelSection(Section):
         default=None, description="Explicit architecture keys; overrides 'preset' when given."
     )
     weights: Path | None = Field(
-        default=None, description="State-dict file (.pt/.bin from torch.save, or .safetensors)."
+        default=None,
+        description="State-dict file (.pt/.bin from torch.save, or .safetensors), or "
+        "'builtin:peaknet-demo' for the shipped demo weights (synthetic frames only).",
     )
     random_weights_seed: int | None = Field(
         default=None,
@@ -49,6 +60,17 @@ class ModelSection(Section):
     inputs: InputConfig = Field(
         default_factory=InputConfig, description="Normalisation and padding of the frames."
     )
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _builtin_weights(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith(BUILTIN_WEIGHTS_PREFIX):
+            name = value.removeprefix(BUILTIN_WEIGHTS_PREFIX)
+            path = builtin_weights_path(name)
+            if not path.is_file():
+                raise ValueError(f"no built-in weights {name!r} (looked for {path})")
+            return path
+        return value
 
     @model_validator(mode="after")
     def _one_source_of_weights(self) -> ModelSection:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import logging
 import threading
 from collections.abc import Mapping
@@ -15,7 +14,6 @@ import torch
 
 from peaknet_serve.config import ModelSection, ServiceConfig, load_service_config
 from peaknet_serve.engine import InferenceEngine
-from peaknet_serve.errors import CheckpointError
 from peaknet_serve.model import build_peaknet, load_weights
 from peaknet_serve.peaks import Peaks, find_peaks
 
@@ -42,25 +40,6 @@ def load_model(section: ModelSection) -> torch.nn.Module:
         load_weights(model, section.weights)
         logger.info("PeakNet weights loaded from %s", section.weights)
     return model.eval()
-
-
-DEMO_WEIGHTS = "peaknet-demo.safetensors"
-"""The shipped demo weights, in ``peaknet_serve/weights/`` (see docs/demo-model.md)."""
-
-
-def demo_weights_path() -> Path:
-    """Path of the shipped ``peaknet-demo`` weights (trained on synthetic frames only).
-
-    Raises:
-        CheckpointError: the package was installed without its weights file.
-    """
-    path = Path(str(importlib.resources.files("peaknet_serve") / "weights" / DEMO_WEIGHTS))
-    if not path.is_file():
-        raise CheckpointError(
-            f"the demo weights {path} are missing; reinstall peaknet-serve or train them with "
-            "scripts/train_demo_model.py"
-        )
-    return path
 
 
 class LocalPipeline:
@@ -102,7 +81,7 @@ class LocalPipeline:
         """
         if path_or_mapping is None:
             path_or_mapping = {
-                "model": {"preset": "peaknet-demo", "weights": str(demo_weights_path())}
+                "model": {"preset": "peaknet-demo", "weights": "builtin:peaknet-demo"}
             }
         return cls(load_service_config(path_or_mapping))
 

@@ -1,0 +1,413 @@
+"""``peaknet-serve evaluate``: found peaks against the injected truth of synthetic frames.
+
+A found peak matches a true spot on the same panel when their centres are at most ``radius``
+pixels apart; each spot and each peak match at most once (an optimal one-to-one assignment,
+``scipy.optimize.linear_sum_assignment``, so a close pair is never lost to a greedy choice).
+Recall is matched / true spots, precision matched / found peaks, and the position error is the
+distance of the matched pairs. A frame is a true hit when it holds spots; a predicted hit when the
+hit rule (``hits``) accepts its peak count.
+
+Two ways to get the peaks:
+
+- ``--library``: ``LocalPipeline`` in this process (model, engine, peak finder; no Ray).
+- default: push the frames to a running service, wait for its ``/status`` to settle, and read
+  the CXI files under ``--output-dir``; events are matched to the truth by the ``/LCLS/timestamp``
+  the writer stores. Frames the service judged non-hits are not in the files: they count as
+  frames with no peaks.
+
+Beside the model it scores a classical finder on the same frames: a local-threshold finder
+(background and noise from block medians, pixels ``--baseline-snr`` noise levels above the
+background, 8-connected components measured by the same ``find_peaks``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+from tqdm import tqdm
+
+from peaknet_serve.config import ServiceConfig, load_service_config
+from peaknet_serve.errors import PeakNetServeError
+from peaknet_serve.peaks import HitConfig, Peaks, PeaksConfig, find_peaks, is_hit
+from peaknet_serve.synthetic import FrameTruth, SyntheticFrames, first_event
+
+logger = logging.getLogger(__name__)
+
+HELP = "score the demo model (and a classical finder) against synthetic frames with known peaks"
+
+DEFAULT_RADIUS = 1.5
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class FrameMatch:
+    """Matching of one frame: counts and the distances of the matched pairs."""
+
+    n_true: int
+    n_found: int
+    distances: np.ndarray
+
+    @property
+    def n_matched(self) -> int:
+        return int(self.distances.size)
+
+
+def match_peaks(
+    truth_yx: np.ndarray,
+    found_yx: np.ndarray,
+    *,
+    radius: float = DEFAULT_RADIUS,
+    truth_panel: np.ndarray | None = None,
+    found_panel: np.ndarray | None = None,
+) -> FrameMatch:
+    """One-to-one matching of found peaks to true spots within ``radius`` pixels.
+
+    Args:
+        truth_yx: (n, 2) true centres (row, column).
+        found_yx: (m, 2) found centres, same convention.
+        radius: largest centre distance of a match, pixels.
+        truth_panel, found_panel: panel of each centre; peaks match only on the same panel.
+
+    Returns:
+        The counts and the distances of the matched pairs (at most ``min(n, m)``).
+    """
+    truth_yx = np.asarray(truth_yx, dtype=np.float64).reshape(-1, 2)
+    found_yx = np.asarray(found_yx, dtype=np.float64).reshape(-1, 2)
+    n, m = len(truth_yx), len(found_yx)
+    if n == 0 or m == 0:
+        return FrameMatch(n, m, np.zeros(0))
+    distance = np.hypot(*(truth_yx[:, None, :] - found_yx[None, :, :]).transpose(2, 0, 1))
+    if truth_panel is not None and found_panel is not None:
+        other_panel = np.asarray(truth_panel)[:, None] != np.asarray(found_panel)[None, :]
+        distance[other_panel] = np.inf
+    allowed = distance <= radius
+    # Pairs beyond the radius cost more than any set of allowed pairs, so the assignment
+    # maximises the number of matches first and minimises their total distance second.
+    cost = np.where(allowed, distance, radius * (min(n, m) + 1))
+    rows, cols = linear_sum_assignment(cost)
+    ok = allowed[rows, cols]
+    return FrameMatch(n, m, distance[rows[ok], cols[ok]])
+
+
+def match_frame(truth: FrameTruth, peaks: Peaks, *, radius: float = DEFAULT_RADIUS) -> FrameMatch:
+    """``match_peaks`` for one synthetic frame and the peaks found in it."""
+    return match_peaks(
+        np.stack([truth.y, truth.x], axis=1),
+        np.stack([peaks.y, peaks.x], axis=1),
+        radius=radius,
+        truth_panel=truth.panel,
+        found_panel=peaks.panel,
+    )
+
+
+@dataclass(frozen=True)
+class Score:
+    """Accuracy over a set of frames."""
+
+    frames: int
+    n_true: int
+    n_found: int
+    n_matched: int
+    mean_error: float
+    p95_error: float
+    hit_accuracy: float
+
+    @property
+    def recall(self) -> float:
+        return self.n_matched / self.n_true if self.n_true else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.n_matched / self.n_found if self.n_found else 1.0
+
+
+def score(
+    truths: Sequence[FrameTruth],
+    found: Sequence[Peaks],
+    *,
+    radius: float = DEFAULT_RADIUS,
+    hits: HitConfig | None = None,
+) -> Score:
+    """Recall, precision, position error and hit accuracy of ``found`` against ``truths``.
+
+    Config keys used: hits.min_peaks, hits.max_peaks.
+    """
+    if len(truths) != len(found):
+        raise ValueError(f"{len(truths)} truths but {len(found)} peak lists")
+    matches = [match_frame(t, p, radius=radius) for t, p in zip(truths, found, strict=True)]
+    distances = np.concatenate([m.distances for m in matches] or [np.zeros(0)])
+    hit_right = [t.is_hit == is_hit(p.n_found, hits) for t, p in zip(truths, found, strict=True)]
+    return Score(
+        frames=len(truths),
+        n_true=sum(m.n_true for m in matches),
+        n_found=sum(m.n_found for m in matches),
+        n_matched=int(distances.size),
+        mean_error=float(distances.mean()) if distances.size else float("nan"),
+        p95_error=float(np.percentile(distances, 95)) if distances.size else float("nan"),
+        hit_accuracy=float(np.mean(hit_right)) if hit_right else float("nan"),
+    )
+
+
+def format_table(scores: dict[str, Score], *, radius: float) -> str:
+    """A plain-text table, one row per finder."""
+    header = (
+        f"{'finder':<16} {'frames':>6} {'true':>7} {'found':>7} {'matched':>7} {'recall':>7} "
+        f"{'precision':>9} {'mean err':>8} {'p95 err':>7} {'hit acc':>7}"
+    )
+    lines = [f"matches within {radius:g} px; errors in px", header, "-" * len(header)]
+    for name, s in scores.items():
+        lines.append(
+            f"{name:<16} {s.frames:>6} {s.n_true:>7} {s.n_found:>7} {s.n_matched:>7} "
+            f"{s.recall:>7.4f} "
+            f"{s.precision:>9.4f} {s.mean_error:>8.3f} {s.p95_error:>7.3f} {s.hit_accuracy:>7.4f}"
+        )
+    return "\n".join(lines)
+
+
+def threshold_mask(image: np.ndarray, *, snr: float = 5.0, block: int = 16) -> np.ndarray:
+    """Pixels ``snr`` local noise levels above the local background (a classical finder).
+
+    Background and noise are the median and 1.4826 x MAD of ``block`` x ``block`` tiles,
+    interpolated bilinearly to every pixel; tiles are robust to the few peak pixels they hold.
+
+    Args:
+        image: (H, W) frame.
+        snr: threshold in noise levels.
+        block: tile size, pixels.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    height, width = image.shape
+    th, tw = -(-height // block), -(-width // block)
+    padded = np.pad(image, ((0, th * block - height), (0, tw * block - width)), mode="edge")
+    tiles = padded.reshape(th, block, tw, block).transpose(0, 2, 1, 3).reshape(th, tw, -1)
+    level = np.median(tiles, axis=2)
+    noise = _MAD_TO_SIGMA * np.median(np.abs(tiles - level[..., None]), axis=2)
+    noise = np.maximum(noise, 1e-6)
+    rows = (np.arange(height) + 0.5) / block - 0.5
+    cols = (np.arange(width) + 0.5) / block - 0.5
+    grid = np.meshgrid(rows, cols, indexing="ij")
+    level_px = ndimage.map_coordinates(level, grid, order=1, mode="nearest")
+    noise_px = ndimage.map_coordinates(noise, grid, order=1, mode="nearest")
+    return image > level_px + snr * noise_px
+
+
+def baseline_peaks(
+    images: Iterable[np.ndarray], *, snr: float = 5.0, peaks: PeaksConfig | None = None
+) -> list[Peaks]:
+    """The classical finder's peaks of each (H, W) frame, measured like the model's."""
+    return [find_peaks(threshold_mask(image, snr=snr), image, peaks) for image in images]
+
+
+# -- the two ways to get the model's peaks -------------------------------------------------------
+
+
+def _generator(args: argparse.Namespace) -> SyntheticFrames:
+    return SyntheticFrames(
+        shape=tuple(args.shape), peaks=args.peaks, hit_fraction=args.hit_fraction, seed=args.seed
+    )
+
+
+def _batches(args: argparse.Namespace) -> Iterable[tuple[np.ndarray, list[FrameTruth]]]:
+    generator = _generator(args)
+    start = first_event(args.rank)
+    for offset in range(0, args.frames, args.batch_size):
+        yield generator.batch(start + offset, min(args.batch_size, args.frames - offset))
+
+
+def evaluate_library(
+    args: argparse.Namespace, config: ServiceConfig | None
+) -> tuple[list[FrameTruth], list[Peaks], list[Peaks]]:
+    """Truth, model peaks and baseline peaks, with ``LocalPipeline`` in this process."""
+    from peaknet_serve.pipeline import LocalPipeline  # torch and the engine only when used
+
+    truths: list[FrameTruth] = []
+    model_peaks: list[Peaks] = []
+    base_peaks: list[Peaks] = []
+    pipeline = LocalPipeline(config) if config is not None else LocalPipeline.from_config()
+    peaks_config = pipeline.config.peaks
+    with pipeline, tqdm(total=args.frames, unit="frame", disable=args.no_progress) as bar:
+        for images, batch_truths in _batches(args):
+            model_peaks.extend(pipeline.process(images))
+            base_peaks.extend(baseline_peaks(images, snr=args.baseline_snr, peaks=peaks_config))
+            truths.extend(batch_truths)
+            bar.update(len(images))
+    return truths, model_peaks, base_peaks
+
+
+def read_cxi_peaks(paths: Iterable[Path]) -> dict[int, Peaks]:
+    """The peaks of every event in the CXI files ``paths``, keyed by ``/LCLS/timestamp``.
+
+    ``.cxi.inprogress`` files are read too (without HDF5 file locking, as the writer still has
+    them open; it flushes after every batch). A timestamp seen twice keeps its last event.
+    """
+    import hdf5plugin  # noqa: F401  (registers the filters the CXI writer may use)
+
+    found: dict[int, Peaks] = {}
+    for path in sorted(paths, key=lambda p: p.stat().st_mtime):
+        with h5py.File(path, "r", locking=False) as handle:
+            if "LCLS/timestamp" not in handle:
+                raise PeakNetServeError(
+                    f"{path} has no /LCLS/timestamp; evaluate needs the pusher's timestamps "
+                    "passed through to the CXI files"
+                )
+            result = handle["entry_1/result_1"]
+            counts = result["nPeaks"][()]
+            columns = {
+                key: result[key][()]
+                for key in (
+                    "peakXPosRaw",
+                    "peakYPosRaw",
+                    "peakTotalIntensity",
+                    "peakNPixels",
+                    "peakMaximumValue",
+                    "peakSNR",
+                )
+            }
+            for row, timestamp in enumerate(handle["LCLS/timestamp"][()]):
+                n = int(counts[row])
+                x, y, total, npix, vmax, snr = (
+                    v[row, :n].astype(np.float64) for v in columns.values()
+                )
+                found[int(timestamp)] = Peaks(
+                    x, y, total, npix.astype(np.int32), vmax, snr, np.zeros(n, np.int32), n
+                )
+    return found
+
+
+def evaluate_service(
+    args: argparse.Namespace, config: ServiceConfig | None
+) -> tuple[list[FrameTruth], list[Peaks], list[Peaks]]:
+    """Truth, model peaks and baseline peaks, through the running service and its CXI files."""
+    import httpx
+
+    from peaknet_serve.pusher import push_frames  # sockets only when used
+    from peaknet_serve.status_cli import fetch_status, settled
+
+    def status() -> dict[str, object]:
+        try:
+            return fetch_status(args.url)
+        except httpx.HTTPError as exc:
+            raise PeakNetServeError(
+                f"no service answers at {args.url}/status ({exc}); start it (serve run "
+                "serve_config.yaml) or use --library"
+            ) from exc
+
+    output_dir = Path(args.output_dir or (config.output.output_dir if config else "./output"))
+    before = int(status()["received"])
+    started = time.time()
+    summary = push_frames(
+        address=args.address,
+        transport=args.transport,
+        frames=args.frames,
+        batch_size=args.batch_size,
+        shape=args.shape,
+        peaks=args.peaks,
+        hit_fraction=args.hit_fraction,
+        seed=args.seed,
+        rank=args.rank,
+        truth_path=args.truth,
+        progress=not args.no_progress,
+    )
+    deadline = time.monotonic() + args.timeout
+    while not settled(now := status(), before + summary.frames):
+        if time.monotonic() > deadline:
+            raise PeakNetServeError(
+                f"the service settled {int(now['received']) - before} of {summary.frames} "
+                f"frames within {args.timeout:.0f} s; raise --timeout or check its log"
+            )
+        time.sleep(0.5)
+    paths = [
+        p
+        for pattern in ("*.cxi", "*.cxi.inprogress")
+        for p in output_dir.glob(pattern)
+        if p.stat().st_mtime >= started - 1.0
+    ]
+    if not paths:
+        logger.warning("no CXI file written under %s since the push began", output_dir)
+    by_timestamp = read_cxi_peaks(paths)
+    truths = summary.truth
+    model_peaks = [by_timestamp.get(t.timestamp, Peaks.empty()) for t in truths]
+    peaks_config = config.peaks if config is not None else None
+    base_peaks: list[Peaks] = []
+    for images, _ in _batches(args):
+        base_peaks.extend(baseline_peaks(images, snr=args.baseline_snr, peaks=peaks_config))
+    return truths, model_peaks, base_peaks
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``evaluate`` flags."""
+    add = parser.add_argument
+    add("--library", action="store_true", help="run LocalPipeline here instead of the service")
+    add(
+        "--config",
+        default=None,
+        help="service config (serve_config.yaml or its args); "
+        "default: the demo model with the shipped weights",
+    )
+    add("--frames", type=int, default=1000, help="synthetic frames to score")
+    add("--batch-size", type=int, default=16, help="frames per message / per model call")
+    add("--shape", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
+    add("--peaks", type=int, default=30, help="spots per hit frame")
+    add("--hit-fraction", type=float, default=0.5, help="fraction of frames with spots")
+    add("--seed", type=int, default=2, help="frame seed (training used others; the demo uses 1)")
+    add("--rank", type=int, default=0, help="pusher rank (selects the block of event indices)")
+    add("--radius", type=float, default=DEFAULT_RADIUS, help="match radius, pixels")
+    add("--baseline-snr", type=float, default=5.0, help="classical finder threshold (noise sigmas)")
+    add(
+        "--fail-under",
+        type=float,
+        default=None,
+        metavar="R",
+        help="exit 1 if the model's recall or precision is below R",
+    )
+    add("--address", default="tcp://127.0.0.1:12321", help="service socket (service mode)")
+    add("--transport", choices=("nng", "zmq"), default="nng", help="socket library (service mode)")
+    add("--url", default="http://127.0.0.1:8000", help="service base URL (service mode)")
+    add("--output-dir", default=None, help="the service's CXI directory (default: the config's)")
+    add("--timeout", type=float, default=600.0, help="seconds to wait for the service to settle")
+    add("--truth", default=None, help="also write the truth file here (service mode)")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``evaluate``; 0 when done (and above ``--fail-under``), 1 otherwise."""
+    try:
+        config = load_service_config(args.config) if args.config else None
+        started = time.monotonic()
+        evaluate = evaluate_library if args.library else evaluate_service
+        truths, model_peaks, base_peaks = evaluate(args, config)
+        seconds = time.monotonic() - started
+    except PeakNetServeError as exc:
+        logger.error("%s", exc)
+        return 1
+    hits = config.hits if config is not None else None
+    scores = {
+        "peaknet": score(truths, model_peaks, radius=args.radius, hits=hits),
+        f"threshold {args.baseline_snr:g}sd": score(
+            truths, base_peaks, radius=args.radius, hits=hits
+        ),
+    }
+    path = "library (LocalPipeline)" if args.library else f"service at {args.url}"
+    print(
+        f"{len(truths)} frames {args.shape[0]}x{args.shape[1]}, seed {args.seed}, {path}, "
+        f"{seconds:.1f} s"
+    )
+    print(format_table(scores, radius=args.radius))
+    model = scores["peaknet"]
+    if args.fail_under is not None and min(model.recall, model.precision) < args.fail_under:
+        print(f"FAIL: recall or precision below {args.fail_under}", file=sys.stderr)
+        return 1
+    return 0
