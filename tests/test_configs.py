@@ -1,0 +1,57 @@
+"""Every YAML in the repo loads: Serve's own schema, our service config, our batching config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peaknet_serve.config import BatchingConfig, ServiceConfig, load_service_config
+from peaknet_serve.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVE_CONFIGS = [ROOT / "serve_config.yaml", *sorted((ROOT / "deployments").glob("*.yaml"))]
+DEPLOYMENT_NAMES = {"Ingress", "PeakNet", "PeakFinderWriter"}
+
+
+@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
+def test_serve_config_is_valid(path: Path) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    data = yaml.safe_load(path.read_text())
+    schema = ServeDeploySchema.model_validate(data)
+    (app,) = schema.applications
+    assert app.import_path == "deployments.app:build_app"
+    assert isinstance(load_service_config(path), ServiceConfig)
+    names = {d.name for d in app.deployments}
+    assert names <= DEPLOYMENT_NAMES, names - DEPLOYMENT_NAMES
+    for deployment in app.deployments:
+        if deployment.name == "PeakNet" and deployment.user_config:
+            BatchingConfig.model_validate(deployment.user_config)
+
+
+def test_the_default_config_listens_on_the_documented_port_and_output() -> None:
+    config = load_service_config(ROOT / "serve_config.yaml")
+    assert config.source.addresses == ["tcp://0.0.0.0:12321"]
+    assert config.source.transport == "nng"
+    assert Path(config.output.output_dir) == Path("./output")
+    assert config.model.weights is not None and config.model.weights.is_file()
+
+
+def test_config_errors_name_the_section_and_key() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_service_config(
+            {"model": {"weights": "builtin:peaknet-demo"}, "peaks": {"min_pixles": 3}}
+        )
+    assert "peaks.min_pixles" in str(excinfo.value)
+
+
+def test_a_model_needs_weights_or_an_explicit_random_seed() -> None:
+    with pytest.raises(ConfigError, match="exactly one of 'weights'"):
+        load_service_config({"model": {"preset": "peaknet-demo"}})
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_service_config(tmp_path / "nope.yaml")
