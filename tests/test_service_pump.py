@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 
 import numpy as np
@@ -14,12 +13,7 @@ from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.pump import Pump
 from peaknet_serve.wire import FrameBatch, Quarantine, SourceConfig, decode_message, make_source
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def listening_source(port: int):
@@ -41,9 +35,30 @@ def push_in_thread(**kwargs) -> threading.Thread:
     return thread
 
 
-async def test_every_frame_is_accounted_and_in_flight_is_bounded() -> None:
+async def count_non_hits(batch: FrameBatch) -> BatchOutcome:
+    return BatchOutcome(non_hits=len(batch))
+
+
+async def started_pump(
+    submit, *, max_in_flight: int = 2, quarantine: Quarantine | None = None
+) -> tuple[Pump, FrameLedger, str]:
+    """A running pump listening on a free port, its ledger, and the address to push to."""
     port = free_port()
     ledger = FrameLedger()
+    pump = Pump(
+        source=listening_source(port),
+        decode=decode_message,
+        submit=submit,
+        ledger=ledger,
+        max_in_flight=max_in_flight,
+        quarantine=quarantine,
+    )
+    pump.start()
+    await wait_until(lambda: pump.source.is_open)
+    return pump, ledger, f"tcp://127.0.0.1:{port}"
+
+
+async def test_every_frame_is_accounted_and_in_flight_is_bounded() -> None:
     seen_timestamps: list[int] = []
     concurrent = 0
     most_concurrent = 0
@@ -58,20 +73,12 @@ async def test_every_frame_is_accounted_and_in_flight_is_bounded() -> None:
         hits = int(np.count_nonzero(batch.metadata["timestamp"] % 7 < 3))
         return BatchOutcome(hits=hits, non_hits=len(batch) - hits)
 
-    pump = Pump(
-        source=listening_source(port),
-        decode=decode_message,
-        submit=submit,
-        ledger=ledger,
-        max_in_flight=2,
-    )
-    pump.start()
-    await wait_until(lambda: pump.source.is_open)
+    pump, ledger, address = await started_pump(submit, max_in_flight=2)
     summary_holder: dict[str, object] = {}
 
     def push() -> None:
         summary_holder["summary"] = push_frames(
-            address=f"tcp://127.0.0.1:{port}",
+            address=address,
             frames=45,
             batch_size=4,
             shape=(64, 64),
@@ -98,32 +105,12 @@ async def test_every_frame_is_accounted_and_in_flight_is_bounded() -> None:
 async def test_bad_messages_are_counted_quarantined_and_do_not_stop_the_loop(tmp_path) -> None:
     import pynng
 
-    port = free_port()
-    ledger = FrameLedger()
-
-    async def submit(batch: FrameBatch) -> BatchOutcome:
-        return BatchOutcome(non_hits=len(batch))
-
-    pump = Pump(
-        source=listening_source(port),
-        decode=decode_message,
-        submit=submit,
-        ledger=ledger,
-        max_in_flight=2,
-        quarantine=Quarantine(tmp_path),
-    )
-    pump.start()
-    await wait_until(lambda: pump.source.is_open)
-    with pynng.Push0(dial=f"tcp://127.0.0.1:{port}") as push:
+    pump, ledger, address = await started_pump(count_non_hits, quarantine=Quarantine(tmp_path))
+    with pynng.Push0(dial=address) as push:
         await push.asend(b"not an hdf5 file at all")
         await push.asend(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)  # truncated HDF5
     thread = push_in_thread(
-        address=f"tcp://127.0.0.1:{port}",
-        frames=8,
-        batch_size=4,
-        shape=(32, 32),
-        peaks=0,
-        seed=1,
+        address=address, frames=8, batch_size=4, shape=(32, 32), peaks=0, seed=1
     )
     await wait_until(lambda: ledger.received == 8 and ledger.in_flight == 0)
     thread.join(5)
@@ -135,24 +122,11 @@ async def test_bad_messages_are_counted_quarantined_and_do_not_stop_the_loop(tmp
 
 
 async def test_a_failing_submit_fails_its_frames_with_the_reason() -> None:
-    port = free_port()
-    ledger = FrameLedger()
-
     async def submit(batch: FrameBatch) -> BatchOutcome:
         raise ConnectionError("replica gone")
 
-    pump = Pump(
-        source=listening_source(port),
-        decode=decode_message,
-        submit=submit,
-        ledger=ledger,
-        max_in_flight=1,
-    )
-    pump.start()
-    await wait_until(lambda: pump.source.is_open)
-    thread = push_in_thread(
-        address=f"tcp://127.0.0.1:{port}", frames=6, batch_size=4, shape=(32, 32), peaks=0
-    )
+    pump, ledger, address = await started_pump(submit, max_in_flight=1)
+    thread = push_in_thread(address=address, frames=6, batch_size=4, shape=(32, 32), peaks=0)
     await wait_until(lambda: ledger.received == 6 and ledger.in_flight == 0)
     thread.join(5)
     await pump.stop(drain_timeout_s=5)
@@ -161,27 +135,11 @@ async def test_a_failing_submit_fails_its_frames_with_the_reason() -> None:
 
 
 async def test_pause_stops_reading_until_resumed() -> None:
-    port = free_port()
-    ledger = FrameLedger()
-
-    async def submit(batch: FrameBatch) -> BatchOutcome:
-        return BatchOutcome(non_hits=len(batch))
-
-    pump = Pump(
-        source=listening_source(port),
-        decode=decode_message,
-        submit=submit,
-        ledger=ledger,
-        max_in_flight=2,
-    )
-    pump.start()
-    await wait_until(lambda: pump.source.is_open)
+    pump, ledger, address = await started_pump(count_non_hits)
     pump.pause()
     await asyncio.sleep(0.3)  # let the loop park at the pause point
     received_before = ledger.received
-    thread = push_in_thread(
-        address=f"tcp://127.0.0.1:{port}", frames=8, batch_size=4, shape=(32, 32), peaks=0
-    )
+    thread = push_in_thread(address=address, frames=8, batch_size=4, shape=(32, 32), peaks=0)
     await asyncio.sleep(1.0)
     assert ledger.received <= received_before + 4  # at most one message read before parking
     pump.resume()
