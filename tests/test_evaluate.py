@@ -233,15 +233,15 @@ def test_evaluate_through_a_service_reads_its_cxi_files(tmp_path, capsys) -> Non
         parser = argparse.ArgumentParser()
         evaluate.add_arguments(parser)
         args = parser.parse_args(
-            ["--frames", "24", "--batch-size", "8", "--address", address, "--url", service.url,
-             "--output-dir", str(tmp_path / "out"), "--timeout", "60", "--no-progress",
-             "--fail-under", "0.9"]
+            ["--frames", "24", "--batch-size", "8", "--shape", "128", "128", "--peaks", "12",
+             "--address", address, "--url", service.url, "--output-dir", str(tmp_path / "out"),
+             "--timeout", "180", "--no-progress", "--fail-under", "0.9"]
         )  # fmt: skip
         assert evaluate.run(args) == 0
     out = capsys.readouterr().out
-    assert f"24 frames 512x512, seed 2, service at {service.url}" in out
+    assert f"24 frames 128x128, seed 2, service at {service.url}" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines()[-2:]}
-    truth = SyntheticFrames(seed=2).batch(0, 24)[1]
+    truth = SyntheticFrames(seed=2, shape=(128, 128), peaks=12).batch(0, 24)[1]
     assert rows["peaknet"][2] == str(sum(t.n_peaks for t in truth))
     assert float(rows["peaknet"][9]) == 1.0  # hit accuracy: non-hits are absent from the files
 
