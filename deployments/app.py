@@ -11,6 +11,9 @@ from deployments.peaknet import PeakNet
 from deployments.writer import PeakFinderWriter
 from peaknet_serve.config import ServiceConfig
 
+SHUTDOWN_MARGIN_S = 15.0
+"""Time past the drain for the writers to close and rename their files."""
+
 
 def build_app(args: ServiceConfig) -> Application:
     """Ingress -> PeakNet -> PeakFinderWriter, from ``serve_config.yaml``'s validated ``args:``.
@@ -19,4 +22,11 @@ def build_app(args: ServiceConfig) -> Application:
     and validate it again into a ServiceConfig.
     """
     config = args.model_dump(mode="json")
-    return Ingress.bind(PeakNet.bind(config), PeakFinderWriter.bind(config), config)
+    # Serve stops a replica this long after asking it to: the ingress must finish its drain
+    # first, and the model and writer replicas must outlive the batches it drains.
+    grace = args.ingress.drain_timeout_s + SHUTDOWN_MARGIN_S
+    return Ingress.options(graceful_shutdown_timeout_s=grace).bind(
+        PeakNet.options(graceful_shutdown_timeout_s=grace).bind(config),
+        PeakFinderWriter.options(graceful_shutdown_timeout_s=grace).bind(config),
+        config,
+    )

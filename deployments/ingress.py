@@ -3,37 +3,75 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
 import time
+import uuid
 from functools import partial
 from typing import Any
 
 import ray
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Header, HTTPException, Response
 from fastapi.responses import JSONResponse
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import ObjectLostError, RayActorError
+from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from peaknet_serve.config import ServiceConfig
 from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.metrics import ledger_registry, render
-from peaknet_serve.service.outcome import BatchOutcome
+from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
+from peaknet_serve.service.quarantine import BatchQuarantine
+from peaknet_serve.service.report import write_shutdown_report
+from peaknet_serve.service.screen import NON_FINITE, split_non_finite
 from peaknet_serve.wire import FrameBatch, Quarantine, decode_message, make_source
 
 logger = logging.getLogger(__name__)
 
 app = FastAPI(title="peaknet-serve", description="Bragg peak finding on LCLStreamer frames.")
 
-RETRYABLE = (RayActorError,)
-"""Errors that mean a replica died: the batch is sent again, to another replica."""
+RETRYABLE = (
+    RayActorError,  # ActorDiedError, ActorUnavailableError: the replica (or its node) went
+    ReplicaUnavailableError,
+    DeploymentUnavailableError,
+    ObjectLostError,  # a chained response whose replica died before handing its result on
+)
+"""Errors that mean a replica died under the batch: it is sent again, to another replica."""
+
+
+def replica_died(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says a replica died under the request.
+
+    A chained call whose upstream replica died raises ``RayServeException`` with the
+    ``ActorDiedError`` as its cause, so the whole chain is looked at.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RETRYABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=64, health_check_period_s=5)
 @serve.ingress(app)
 class Ingress:
-    """Pulls frames, chains PeakNet into the writer for each batch and accounts for every frame."""
+    """Pulls frames, chains PeakNet into the writer for each batch and accounts for every frame.
+
+    Config keys used: ``source``, ``decode``, ``quarantine_dir``, ``output.output_dir`` and
+    every key of ``ingress``.
+    """
 
     def __init__(
         self, peaknet: DeploymentHandle, writer: DeploymentHandle, settings: dict[str, Any]
@@ -43,44 +81,165 @@ class Ingress:
         self._writer = writer
         self._config = config
         self._started = time.time()
+        self._token = os.environ.get(config.ingress.control_token_env) or None
         self.ledger = FrameLedger()
+        self._account: dict[str, Any] | None = None
+        self.writers = WriterHealth(stale_s=max(60.0, 3 * config.ingress.write_retry_interval_s))
+        quarantine_dir = config.quarantine_dir
+        self._quarantine = (
+            BatchQuarantine(
+                quarantine_dir / "batches", max_files=config.ingress.quarantine_max_batches
+            )
+            if quarantine_dir
+            else None
+        )
         self._pump = Pump(
             source=make_source(config.source),
             decode=partial(decode_message, config=config.decode),
             submit=self._submit,
             ledger=self.ledger,
             max_in_flight=config.ingress.max_in_flight_batches,
-            quarantine=Quarantine(config.quarantine_dir) if config.quarantine_dir else None,
+            quarantine=Quarantine(quarantine_dir) if quarantine_dir else None,
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
         self._pump.start()
+        logger.info(
+            "ingress up; control endpoints %s",
+            "need a bearer token" if self._token else "are open (no token configured)",
+        )
 
     async def _submit(self, batch: FrameBatch) -> BatchOutcome:
-        """The model's response goes straight to the writer: masks never come back here."""
-        frames = ray.put(batch)
-        retries = self._config.ingress.max_retries
-        for attempt in range(retries + 1):
-            masks = self._peaknet.infer.remote(frames)
-            outcome = self._writer.process.remote(masks, frames)
-            try:
-                return await asyncio.wait_for(
-                    outcome, timeout=self._config.ingress.request_timeout_s
+        """Screen out non-finite frames, then the model's response goes straight to the
+        writer: masks never come back here."""
+        screened = BatchOutcome()
+        if self._config.ingress.reject_non_finite:
+            kept, bad = await asyncio.to_thread(split_non_finite, batch)
+            if bad is not None:
+                screened = await self._give_up(
+                    bad, NON_FINITE, f"{len(bad)} frame(s) hold NaN or inf pixels"
                 )
-            except RETRYABLE:
-                if attempt == retries:
-                    raise
-                logger.warning("a replica died under a batch; retry %d of %d", attempt + 1, retries)
-        raise AssertionError("unreachable")
+            if kept is None:
+                return screened
+            batch = kept
+        return merge(screened, await self._through_replicas(batch))
+
+    async def _through_replicas(self, batch: FrameBatch) -> BatchOutcome:
+        """One batch through PeakNet and a writer, retried while replicas die (up to
+        ``max_retries``) or while writes fail (up to ``write_retry_timeout_s``)."""
+        settings = self._config.ingress
+        frames = ray.put(batch)
+        batch_id = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        write_deadline: float | None = None
+        deaths = 0
+        while True:
+            retried = deaths > 0 or write_deadline is not None
+            try:
+                masks = self._peaknet.infer.remote(frames)
+                outcome: BatchOutcome = await asyncio.wait_for(
+                    self._writer.process.remote(masks, frames, batch_id, retried),
+                    timeout=settings.request_timeout_s,
+                )
+            except TimeoutError:
+                message = f"no answer within request_timeout_s={settings.request_timeout_s}"
+                return await self._give_up(batch, "timeout", message)
+            except Exception as exc:
+                if not replica_died(exc):
+                    logger.exception("batch %s failed", batch_id)
+                    cause = getattr(exc, "cause", None) or exc  # RayTaskError wraps the error
+                    return await self._give_up(batch, type(cause).__name__, _describe(cause))
+                deaths += 1
+                if deaths > settings.max_retries:
+                    return await self._give_up(batch, "replica_died", _describe(exc))
+                logger.warning(
+                    "a replica died under batch %s (%s); retry %d of %d",
+                    batch_id,
+                    _describe(exc),
+                    deaths,
+                    settings.max_retries,
+                )
+                continue
+            self.writers.report(outcome)
+            if outcome.write_error is None:
+                return outcome
+            write_deadline = write_deadline or loop.time() + settings.write_retry_timeout_s
+            if loop.time() >= write_deadline or self._pump.stopping:
+                return await self._give_up(batch, "write", outcome.write_error)
+            logger.warning(
+                "writer %s cannot write batch %s (%s); trying again in %.1f s",
+                outcome.writer_id,
+                batch_id,
+                outcome.write_error,
+                settings.write_retry_interval_s,
+            )
+            await asyncio.sleep(settings.write_retry_interval_s)
+
+    async def _give_up(self, batch: FrameBatch, reason: str, message: str) -> BatchOutcome:
+        """Quarantine the frames raw with ``reason`` and count them failed."""
+        logger.error("%d frame(s) failed (%s): %s", len(batch), reason, message)
+        self.ledger.last_error = f"{reason}: {message}"
+        if self._quarantine is not None:
+            await asyncio.to_thread(self._quarantine.save, batch, reason=reason, message=message)
+        return BatchOutcome(failed={reason: len(batch)})
 
     def check_health(self) -> None:
         if not self._pump.alive:
             raise RuntimeError(f"the socket pull loop has died: {self._pump.failure()!r}")
 
     async def __del__(self) -> None:
-        if not hasattr(self, "_pump"):  # __init__ failed before the pump existed
+        if hasattr(self, "_pump"):  # absent when __init__ failed before the pump existed
+            await self.drain()
+
+    async def drain(self) -> dict[str, Any]:
+        """Stop pulling, wait for the batches in flight, then log and save the account.
+
+        The launcher calls this before it deletes the application, so the model and writer
+        replicas are still up while the last batches go through; Serve's shutdown calls it
+        again through ``__del__`` (a no-op by then).
+        """
+        if self._account is not None:
+            return self._account
+        drain = self._config.ingress.drain_timeout_s
+        await self._pump.stop(drain_timeout_s=drain)
+        account = {**self.ledger.snapshot(), "batches_unsettled": self._pump.batches_in_flight}
+        self._account = account
+        logger.warning(
+            "ingress stopped: received=%d hits_written=%d non_hits=%d failed=%d; "
+            "%d frames in %d batches unsettled after a drain of up to %.0f s",
+            account["received"],
+            account["hits_written"],
+            account["non_hits"],
+            account["failed"],
+            account["in_flight"],
+            account["batches_unsettled"],
+            drain,
+        )
+        path = await asyncio.to_thread(
+            write_shutdown_report, self._config.output.output_dir, account
+        )
+        if path is not None:
+            logger.info("shutdown account written to %s", path)
+        return account
+
+    def _authorize(self, authorization: str | None) -> None:
+        """Control endpoints need ``Authorization: Bearer <token>`` once a token is set."""
+        if self._token is None:
             return
-        await self._pump.stop(drain_timeout_s=self._config.ingress.drain_timeout_s)
-        logger.info("ingress stopped: %s", self.ledger.snapshot())
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self._token):
+            raise HTTPException(
+                status_code=401,
+                detail="this endpoint changes the service's state: send 'Authorization: Bearer "
+                f"<token>' with the token from ${self._config.ingress.control_token_env}",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    async def _writer_status(self) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self._writer.status.remote(), 10)
+        except (TimeoutError, *RETRYABLE) as exc:
+            logger.warning("status: no writer answered: %s", _describe(exc))
+            return {"writable": False, "write_error": f"no answer: {_describe(exc)}"}
 
     @app.get("/healthz")
     def healthz(self) -> JSONResponse:
@@ -91,20 +250,27 @@ class Ingress:
 
     @app.get("/readyz")
     async def readyz(self) -> JSONResponse:
-        """Readiness: the socket is open and a PeakNet replica has a warm model."""
-        checks = {"socket": self._pump.source.is_open, "model": False}
+        """Readiness: socket open, a PeakNet replica warm, the writers can write."""
+        checks = {"socket": self._pump.source.is_open, "model": False, "writer": False}
         try:
             checks["model"] = bool(await asyncio.wait_for(self._peaknet.ready.remote(), 10))
-        except (TimeoutError, RayActorError) as exc:
+        except (TimeoutError, *RETRYABLE) as exc:
             logger.warning("readiness: PeakNet did not answer: %s", exc)
+        writer = await self._writer_status()
+        failing = self.writers.failing()
+        checks["writer"] = bool(writer.get("writable")) and not failing
         ready = all(checks.values()) and not self._pump.paused
-        return JSONResponse(
-            {"ready": ready, **checks, "paused": self._pump.paused}, 200 if ready else 503
-        )
+        body = {"ready": ready, **checks, "paused": self._pump.paused}
+        if not checks["writer"]:
+            body["writer_errors"] = failing or {
+                "probe": writer.get("write_error") or "not writable"
+            }
+        return JSONResponse(body, 200 if ready else 503)
 
     @app.get("/status")
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """Frame accounting: received = hits_written + non_hits + failed + in_flight."""
+        quarantine = self._quarantine
         return {
             **self.ledger.snapshot(),
             "batches_in_flight": self._pump.batches_in_flight,
@@ -112,6 +278,9 @@ class Ingress:
             "uptime_s": round(time.time() - self._started, 1),
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
+            "writers": self.writers.snapshot(),
+            "writer": await self._writer_status(),
+            "batches_quarantined": quarantine.saved if quarantine else 0,
         }
 
     @app.get("/metrics")
@@ -119,12 +288,14 @@ class Ingress:
         return Response(render(self._registry), media_type="text/plain; version=0.0.4")
 
     @app.post("/pause")
-    def pause(self) -> dict[str, bool]:
+    def pause(self, authorization: str | None = Header(default=None)) -> dict[str, bool]:
         """Stop reading the socket (the pusher blocks); batches in flight still finish."""
+        self._authorize(authorization)
         self._pump.pause()
         return {"paused": True}
 
     @app.post("/resume")
-    def resume(self) -> dict[str, bool]:
+    def resume(self, authorization: str | None = Header(default=None)) -> dict[str, bool]:
+        self._authorize(authorization)
         self._pump.resume()
         return {"paused": False}

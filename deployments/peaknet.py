@@ -1,7 +1,13 @@
-"""The PeakNet deployment: dynamic batching over frames in front of the inference engine."""
+"""The PeakNet deployment: dynamic batching over frames in front of the inference engine.
+
+A replica checks its GPU before anything else (a broken GPU fails the constructor, so Serve
+starts the replica elsewhere), pins its threads near the GPU, loads the model and compiles the
+configured frame shapes; only then does ``__init__`` return, which is Serve's readiness.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -9,7 +15,8 @@ import numpy as np
 from ray import serve
 
 from peaknet_serve.config import BatchingConfig, ServiceConfig
-from peaknet_serve.engine import InferenceEngine
+from peaknet_serve.engine import GPUHealth, InferenceEngine, resolve_device
+from peaknet_serve.engine.health import Probe, startup_probe, tick_probe
 from peaknet_serve.pipeline import load_model
 from peaknet_serve.wire import FrameBatch
 
@@ -23,23 +30,44 @@ def count_frames(images: list[np.ndarray]) -> int:
     return sum(len(block) for block in images)
 
 
-@serve.deployment(name="PeakNet", max_ongoing_requests=16)
+@serve.deployment(name="PeakNet", max_ongoing_requests=64)
 class PeakNet:
     """Turns frame batches into uint8 peak masks on one GPU (or the CPU when there is none).
 
     ``user_config`` keys ``max_batch_frames`` and ``batch_wait_timeout_s`` change batching at
     run time, without a restart.
+
+    Args:
+        settings: the service configuration (keys used: engine.*, model.*, warmup.*).
+        health_startup: the GPU start-up probe (tests pass a failing one).
+        health_tick: the probe of each Serve health check.
     """
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        *,
+        health_startup: Probe = startup_probe,
+        health_tick: Probe = tick_probe,
+    ) -> None:
         config = ServiceConfig.model_validate(settings)
+        self._health = GPUHealth(
+            resolve_device(config.engine.device),
+            timeout_s=config.engine.health_timeout_s,
+            startup=health_startup,
+            tick=health_tick,
+        )
+        self._health.check_startup()
         self._engine = InferenceEngine.from_config(
-            load_model(config.model), config.engine, config.model.inputs
+            load_model(config.model), config.engine, config.model.inputs, config.warmup
         )
         self._max_batch_frames = DEFAULT.max_batch_frames
-        logger.info("PeakNet replica on %s", self._engine.describe())
-        for shape in config.warmup.frame_shapes:
-            self._engine.warmup(tuple(shape), config.warmup.batch_sizes)
+        self._warmup_s = self._engine.warmup_all(config.warmup)
+        logger.info(
+            "PeakNet replica ready after %.1f s of warm-up on %s",
+            self._warmup_s,
+            self._engine.describe(),
+        )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply ``user_config`` (a BatchingConfig) without restarting the replica."""
@@ -48,12 +76,27 @@ class PeakNet:
         self._masks_for_blocks.set_max_batch_size(batching.max_batch_frames)
         self._masks_for_blocks.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
+    async def check_health(self) -> None:
+        """Serve's periodic check: fails after CUDA errors, or when a tiny kernel times out."""
+        await asyncio.to_thread(self._health.check)
+
     def ready(self) -> bool:
-        """A replica answers only after ``__init__``: weights loaded, configured shapes warm."""
+        """A replica answers only after ``__init__``: GPU checked, weights loaded, shapes warm."""
         return True
 
+    def gpu_status(self) -> dict[str, Any]:
+        """This replica's GPU for ``/status``: name, index, memory in use, health, warm shapes."""
+        return self._health.status() | {
+            "warmup_s": round(self._warmup_s, 2),
+            "known_shapes": [list(shape) for shape in self._engine.known_shapes()],
+        }
+
     def describe(self) -> dict[str, Any]:
-        return {"engine": self._engine.describe(), "max_batch_frames": self._max_batch_frames}
+        return {
+            "engine": self._engine.describe(),
+            "gpu": self.gpu_status(),
+            "max_batch_frames": self._max_batch_frames,
+        }
 
     async def infer(self, batch: FrameBatch) -> np.ndarray:
         """The uint8 peak mask of every frame of ``batch``, in the frames' shape."""
@@ -79,7 +122,11 @@ class PeakNet:
             by_kind.setdefault((block.shape[1:], block.dtype.str), []).append(index)
         for indices in by_kind.values():
             stacked = np.concatenate([blocks[i] for i in indices])
-            masks = await self._engine.infer(stacked)
+            try:
+                masks = await self._engine.infer(stacked)
+            except Exception as exc:
+                self._health.record_error(exc)  # CUDA errors fail the next health check
+                raise
             offset = 0
             for i in indices:
                 results[i] = masks[offset : offset + len(blocks[i])]

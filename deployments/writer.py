@@ -16,9 +16,13 @@ from peaknet_serve.wire import FrameBatch
 logger = logging.getLogger(__name__)
 
 
-@serve.deployment(name="PeakFinderWriter", max_ongoing_requests=4)
+@serve.deployment(name="PeakFinderWriter", max_ongoing_requests=8)
 class PeakFinderWriter:
-    """Finds peaks in each frame's mask, judges hits and appends them to this replica's files."""
+    """Finds peaks in each frame's mask, judges hits and appends them to this replica's files.
+
+    A write that fails comes back as ``BatchOutcome.write_error`` (the ingress retries it); the
+    replica itself stays up and reports the problem in ``status``.
+    """
 
     def __init__(self, settings: dict[str, Any]) -> None:
         config = ServiceConfig.model_validate(settings)
@@ -26,8 +30,14 @@ class PeakFinderWriter:
         self._stage = PeakStage(config, writer_id=writer_id)
         logger.info("writer %s writes under %s", writer_id, config.output.output_dir)
 
-    def process(self, masks: np.ndarray, batch: FrameBatch) -> BatchOutcome:
-        return self._stage.process(masks, batch)
+    def process(
+        self,
+        masks: np.ndarray,
+        batch: FrameBatch,
+        batch_id: str | None = None,
+        retry: bool = False,
+    ) -> BatchOutcome:
+        return self._stage.process(masks, batch, batch_id=batch_id, retry=retry)
 
     def status(self) -> dict[str, object]:
         return self._stage.status()

@@ -13,8 +13,12 @@ the others per shape, each a function ``(args, shape, batch) -> list[Row]`` in `
     engine     InferenceEngine from numpy host arrays (float32 and float64), per precision x mode
     agreement  bf16 and fp16 masks against fp32 masks of the same random-init model
     profile    torch.profiler of the compiled bf16 model: top CUDA kernels
-The whole-service part (pusher -> ingress -> PeakNet -> writer) will be one more ``PARTS`` entry
-once the Serve app exists.
+    warmup     time to ready of a fresh process (health check, model, engine, compile of the
+               first --modes mode at --batch) with an empty compile cache, then of a second fresh
+               process with the cache filled; the second also times known-shape batches while
+               batches of a frame shape not warmed up (--new-shape) run, uncompiled
+The whole-service part (pusher -> ingress -> PeakNet -> writer) is not here yet: it needs Ray
+Serve, pynng and FastAPI on the GPU host (see docs/benchmarks.md).
 
 Compilation costs ~50 s per (shape, mode) for the standard model on an H100: choose --shapes,
 --modes and --parts to fit a run into its time limit.
@@ -29,7 +33,9 @@ import json
 import logging
 import math
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -76,6 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per row")
     parser.add_argument("--concurrency", type=int, default=3, help="infer calls in flight")
     parser.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for JSON/logs")
+    parser.add_argument("--new-shape", default="1024x1024", help="warmup part: shape compiled late")
+    parser.add_argument("--cache-dir", default="", help="warmup part: compile cache (temp if '')")
+    parser.add_argument("--warmup-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -355,11 +365,140 @@ def _kernel_kind(name: str) -> str:
     return "other"
 
 
+def bench_warmup(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
+    """Ready time of fresh processes: empty compile cache, then the cache the first one filled."""
+    cache = args.cache_dir or tempfile.mkdtemp(prefix="peaknet-compile-cache-")
+    # Read torch's files from disk once, so the first child is not also timing a cold page cache.
+    subprocess.run(
+        [sys.executable, "-c", "import torch; torch.zeros(1, device='cuda')"], check=True
+    )
+    rows = []
+    for label, extra in (("empty cache", []), ("cache filled", ["--background"])):
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--warmup-child",
+            f"--shapes={_label(shape)}",
+            f"--batch={batch}",
+            f"--preset={args.preset}",
+            f"--modes={args.modes.split(',')[0]}",
+            f"--precisions={args.precisions.split(',')[0]}",
+            f"--cache-dir={cache}",
+            f"--new-shape={args.new_shape}",
+            f"--seconds={args.seconds}",
+            *extra,
+        ]
+        start = time.time()
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=os.environ | {"BENCH_T0": str(start)}
+        )
+        sys.stderr.write(result.stderr[-4000:])
+        if result.returncode != 0:
+            print(f"warmup child ({label}) failed with {result.returncode}", flush=True)
+            continue
+        facts = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"warmup {label}: {json.dumps(facts)}", flush=True)
+        note = (
+            f"ready {facts['ready_s']:.1f} s after exec (import {facts['import_s']:.1f}, "
+            f"health {facts['health_s']:.2f}, model {facts['model_s']:.1f}, "
+            f"compile+run {facts['warm_s']:.1f})"
+        )
+        rows.append(Row("warmup", _label(shape), f"fresh process, {label}", batch, 0, note))
+        _print_row(rows[-1])
+        if "known_fps_before" in facts:
+            note = (
+                f"{facts['known_fps_during']:.1f} f/s while {args.new_shape} ran uncompiled "
+                f"({facts['new_fps']:.1f} f/s, first batch {facts['new_first_s']:.1f} s)"
+            )
+            rows.append(
+                Row(
+                    "warmup",
+                    _label(shape),
+                    "known shape, before new",
+                    batch,
+                    facts["known_fps_before"],
+                    note,
+                )
+            )
+            _print_row(rows[-1])
+    return rows
+
+
+def warmup_child(args: argparse.Namespace) -> int:
+    """One fresh replica-like start: health check, model, engine, warm-up; facts as JSON."""
+    from pathlib import Path
+
+    from peaknet_serve.engine import GPUHealth, WarmupConfig
+
+    spawned = float(os.environ["BENCH_T0"])
+    facts: dict[str, object] = {"import_s": time.time() - spawned}
+    shape = _shape(args.shapes)
+    start = time.perf_counter()
+    health = GPUHealth(torch.device("cuda"))
+    health.check_startup()
+    facts["health_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    model = _model(args)
+    facts["model_s"] = time.perf_counter() - start
+    config = EngineConfig(
+        device="cuda",
+        precision=args.precisions.split(",")[0],
+        compile=args.modes.split(",")[0],
+        batch_buckets=(args.batch,),
+        copy_threads=8,
+        compile_cache_dir=Path(args.cache_dir),
+    )
+    warmup = WarmupConfig(frame_shapes=[shape], batch_sizes=[args.batch])
+    engine = InferenceEngine.from_config(model, config, InputConfig(), warmup)
+    facts["warm_s"] = engine.warmup_all(warmup)
+    facts["ready_s"] = time.time() - spawned
+    start = time.perf_counter()
+    health.check()
+    facts["tick_s"] = time.perf_counter() - start
+    facts["affinity"] = engine.affinity.describe()
+    facts["gpu"] = health.status()
+    if args.background:
+        facts |= asyncio.run(_known_during_new(engine, args, shape))
+    engine.close()
+    print(json.dumps(facts), flush=True)
+    return 0
+
+
+async def _known_during_new(
+    engine: InferenceEngine, args: argparse.Namespace, shape: tuple[int, int]
+) -> dict[str, object]:
+    """Known-shape frames/s before and while batches of a shape not warmed up run."""
+    known = _frames(args.batch, shape)
+    before = await _drive(engine, known, args.seconds, 2)
+    new = _frames(args.batch, _shape(args.new_shape), seed=3)
+    start = time.perf_counter()
+    await engine.infer(new)
+    first = time.perf_counter() - start
+    deadline = time.perf_counter() + args.seconds
+    counts = {"known": 0, "new": 0}
+
+    async def caller(name: str, frames: np.ndarray) -> None:
+        while time.perf_counter() < deadline:
+            await engine.infer(frames)
+            counts[name] += frames.shape[0]
+
+    start = time.perf_counter()
+    await asyncio.gather(caller("known", known), caller("known", known), caller("new", new))
+    elapsed = time.perf_counter() - start
+    return {
+        "known_fps_before": before,
+        "known_fps_during": counts["known"] / elapsed,
+        "new_fps": counts["new"] / elapsed,
+        "new_first_s": first,
+    }
+
+
 PARTS: dict[str, Callable[[argparse.Namespace, tuple[int, int], int], list[Row]]] = {
     "model": bench_model,
     "engine": bench_engine,
     "agreement": bench_agreement,
     "profile": bench_profile,
+    "warmup": bench_warmup,
 }
 
 
@@ -380,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
         return 1
+    if args.warmup_child:
+        logging.getLogger("peaknet_serve").setLevel(logging.INFO)
+        return warmup_child(args)
     # As the engine does (EngineConfig.cudnn_benchmark): worth ~30% here, so bare rows match.
     torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     card = torch.cuda.get_device_name()

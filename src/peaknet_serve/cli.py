@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "geom": "peaknet_serve.cxi.geom_cli",
     "inspect": "peaknet_serve.cxi.inspect_cli",
     "evaluate": "peaknet_serve.evaluate",
+    "run": "deployments.launcher",
     "status": "peaknet_serve.status_cli",
 }
 

@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from peaknet_serve._section import Section
 from peaknet_serve.cxi.config import CXIConfig
-from peaknet_serve.engine.config import EngineConfig
+from peaknet_serve.engine.config import EngineConfig, WarmupConfig
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.model.config import InputConfig, PeakNetConfig
 from peaknet_serve.model.presets import load_preset, preset_names
@@ -110,6 +110,33 @@ class IngressConfig(Section):
     drain_timeout_s: float = Field(
         default=60.0, gt=0, description="On shutdown, how long to wait for batches in flight."
     )
+    write_retry_timeout_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="How long a batch whose write failed (disk full, permissions) is retried "
+        "before it is quarantined and counted failed; it holds its in-flight slot meanwhile, so "
+        "the pusher is slowed instead of frames piling up.",
+    )
+    write_retry_interval_s: float = Field(
+        default=2.0, gt=0, description="Wait between two attempts to write a batch."
+    )
+    quarantine_max_batches: int = Field(
+        default=100,
+        ge=0,
+        description="Failed batches saved raw (NPZ + reason) under quarantine_dir/batches; "
+        "past it they are only counted.",
+    )
+    reject_non_finite: bool = Field(
+        default=True,
+        description="Frames holding NaN or inf pixels are counted failed ('non_finite') and "
+        "quarantined instead of being run through the model (which would turn them all-NaN).",
+    )
+    control_token_env: str = Field(
+        default="PEAKNET_SERVE_TOKEN",
+        min_length=1,
+        description="Environment variable holding the bearer token that POST /pause and "
+        "/resume require; unset or empty = no token required. Never put the token in YAML.",
+    )
 
 
 class BatchingConfig(Section):
@@ -122,19 +149,6 @@ class BatchingConfig(Section):
     )
     batch_wait_timeout_s: float = Field(
         default=0.005, ge=0, description="How long a partial batch waits for more frames."
-    )
-
-
-class WarmupConfig(Section):
-    """Frame shapes to compile and run before the model reports ready."""
-
-    frame_shapes: list[tuple[int, ...]] = Field(
-        default_factory=list,
-        description="(H, W) or (P, H, W) shapes to warm up at start; empty = warm up on the "
-        "first batch instead.",
-    )
-    batch_sizes: list[int] = Field(
-        default_factory=lambda: [1], description="Batch sizes to run for each warm-up shape."
     )
 
 

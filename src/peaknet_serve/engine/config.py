@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from peaknet_serve._section import Section
 
@@ -81,9 +82,79 @@ class EngineConfig(Section):
         "H100 (53.7 -> 69.3 frames/s at 1920x1920).",
     )
 
+    compile_cache_dir: Path | None = Field(
+        default=None,
+        description="Directory of torch.compile's on-disk caches (compiled graphs, Triton "
+        "kernels, autotuning), kept across restarts so a restarted replica warms up in seconds; "
+        "null keeps $TORCHINDUCTOR_CACHE_DIR or torch's default /tmp/torchinductor_<user>. "
+        "Share it between the replicas of a node.",
+    )
+    cpu_affinity: bool = Field(
+        default=True,
+        description="Pin the replica's threads to the CPU cores of its GPU's NUMA node (from "
+        "sysfs, else `nvidia-smi topo -m`) before allocating pinned staging memory; no effect on "
+        "a CPU device or when no topology is found.",
+    )
+    health_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Longest wait for the GPU health checks' kernels (at start, and in each "
+        "Serve health check) before the GPU is declared broken.",
+    )
+
     @field_validator("batch_buckets")
     @classmethod
     def _sorted_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or any(b <= 0 for b in value):
             raise ValueError(f"batch_buckets must be positive sizes, got {list(value)}")
         return tuple(sorted(set(value)))
+
+
+class WarmupConfig(Section):
+    """Frame shapes compiled and run before a replica reports ready; what happens to others.
+
+    Config keys: warmup.frame_shapes, warmup.batch_sizes, warmup.fixed_shapes.
+    """
+
+    frame_shapes: list[tuple[int, ...]] = Field(
+        default_factory=list,
+        description="(H, W) or (P, H, W) shapes to warm up at start; empty = warm up on the "
+        "first batch of each shape instead (compiled in the background: other shapes go on).",
+    )
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: [16],
+        description="Batch sizes to run for each warm-up shape (each warms the batch bucket that "
+        "holds it, ~50 s each for the standard model). A smaller batch runs padded in a larger "
+        "warm bucket; a batch with no warm bucket runs uncompiled.",
+    )
+    fixed_shapes: bool = Field(
+        default=False,
+        description="Reject frames of shapes not in frame_shapes (a DecodeError naming the "
+        "shape) instead of compiling them at run time.",
+    )
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(b <= 0 for b in value):
+            raise ValueError(f"batch_sizes must be positive, got {value}")
+        return value
+
+    @field_validator("frame_shapes")
+    @classmethod
+    def _two_or_three_dims(cls, value: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        for shape in value:
+            if len(shape) not in (2, 3) or any(n <= 0 for n in shape):
+                raise ValueError(f"frame shapes are (H, W) or (P, H, W), got {list(shape)}")
+        return value
+
+    @model_validator(mode="after")
+    def _fixed_needs_shapes(self) -> WarmupConfig:
+        if self.fixed_shapes and not self.frame_shapes:
+            raise ValueError("fixed_shapes needs frame_shapes: with none, every frame is rejected")
+        return self
+
+    def image_shapes(self) -> list[tuple[int, int]]:
+        """The distinct (H, W) the engine compiles: panels of a (P, H, W) shape run as frames."""
+        return list(dict.fromkeys((int(s[-2]), int(s[-1])) for s in self.frame_shapes))

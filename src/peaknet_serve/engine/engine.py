@@ -15,6 +15,11 @@ All kernel launches happen on one launcher thread, so the event loop never runs 
 CUDA graphs recorded in ``warmup`` (thread-local in torch.compile) are the ones replayed. With N
 slots, batch k+1 is copied in while batch k computes and batch k-1 is copied out. Nothing on this
 path synchronises the device. The CPU path runs the same steps without streams or pinned memory.
+
+Compiled engines run a batch compiled only when its (bucket, frame shape) was warmed up; other
+batches run the same model eagerly rather than stop the launcher for a ~50 s compile
+(``shapes.ShapeGate``). On a GPU the engine pins its threads near the GPU first (``affinity``)
+and points torch.compile at a persistent cache (``compile_cache``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from peaknet_serve.engine.config import EngineConfig
+from peaknet_serve.engine.affinity import AffinityChoice, pin_process_near
+from peaknet_serve.engine.compile_cache import configure_compile_cache
+from peaknet_serve.engine.config import EngineConfig, WarmupConfig
+from peaknet_serve.engine.shapes import ShapeGate
 from peaknet_serve.engine.staging import Slot, SlotPool, Staging, StagingStats
 from peaknet_serve.errors import ConfigError, DecodeError
 from peaknet_serve.model import InputConfig, crop, mask_from_logits, prepare_batch
@@ -102,11 +111,22 @@ class InferenceEngine:
 
     Config keys used: engine.device, engine.precision, engine.autocast, engine.channels_last,
     engine.compile, engine.num_buffers, engine.batch_buckets, engine.copy_threads,
-    engine.poll_interval_s, engine.cudnn_benchmark; inputs.normalize, inputs.pad_position,
-    inputs.pad_value.
+    engine.poll_interval_s, engine.cudnn_benchmark, engine.compile_cache_dir,
+    engine.cpu_affinity; inputs.normalize, inputs.pad_position, inputs.pad_value.
+
+    Args:
+        fixed_shapes: reject frame shapes not warmed up (``warmup``) instead of compiling them
+            in the background (``warmup.fixed_shapes``).
     """
 
-    def __init__(self, model: nn.Module, *, engine: EngineConfig, inputs: InputConfig) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        engine: EngineConfig,
+        inputs: InputConfig,
+        fixed_shapes: bool = False,
+    ) -> None:
         self.config = engine
         self.inputs = inputs
         self.device = resolve_device(engine.device)
@@ -117,6 +137,15 @@ class InferenceEngine:
         self._model_dtype = torch.float32 if engine.autocast else self.dtype
         self._channels_last = engine.channels_last and self._on_gpu
         self._cuda_graphs = engine.compile == "reduce-overhead" and self._on_gpu
+        # Before any thread or pinned buffer exists: they inherit the mask / land on its node.
+        self.affinity = (
+            pin_process_near(self.device)
+            if engine.cpu_affinity and self._on_gpu
+            else AffinityChoice((), None, "not pinned: " + ("off" if self._on_gpu else "CPU"))
+        )
+        self.compile_cache_dir = (
+            configure_compile_cache(engine.compile_cache_dir) if engine.compile != "off" else None
+        )
 
         model.eval().requires_grad_(False)
         model.to(device=self.device, dtype=self._model_dtype)
@@ -132,6 +161,9 @@ class InferenceEngine:
             initializer=_init_cuda_graph_thread if self._cuda_graphs else None,
         )
         self._copier = ThreadPoolExecutor(engine.copy_threads, thread_name_prefix="peaknet-copy")
+        self._gate = ShapeGate(
+            buckets=self._buckets, compiled=engine.compile != "off", fixed=fixed_shapes
+        )
         if self._on_gpu:
             torch.backends.cudnn.benchmark = engine.cudnn_benchmark
             self._copy_in_stream = torch.cuda.Stream(self.device)
@@ -141,10 +173,15 @@ class InferenceEngine:
 
     @classmethod
     def from_config(
-        cls, model: nn.Module, engine: EngineConfig, inputs: InputConfig
+        cls,
+        model: nn.Module,
+        engine: EngineConfig,
+        inputs: InputConfig,
+        warmup: WarmupConfig | None = None,
     ) -> InferenceEngine:
-        """Build the engine for ``model`` from its configuration sections."""
-        return cls(model, engine=engine, inputs=inputs)
+        """Build the engine for ``model`` from its configuration sections (no warm-up yet)."""
+        fixed = warmup.fixed_shapes if warmup is not None else False
+        return cls(model, engine=engine, inputs=inputs, fixed_shapes=fixed)
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -163,6 +200,11 @@ class InferenceEngine:
             "staging_buffers": stats.buffers,
             "staging_bytes": stats.nbytes,
             "torch": torch.__version__,
+            "cpu_affinity": self.affinity.describe(),
+            "compile_cache_dir": str(self.compile_cache_dir) if self.compile_cache_dir else None,
+            "fixed_shapes": self._gate.fixed,
+            "warm": [list(pair) for pair in self._gate.warm_pairs()],
+            "uncompiled": [list(pair) for pair in self._gate.eager_pairs()],
         }
 
     def staging_stats(self) -> StagingStats:
@@ -170,11 +212,16 @@ class InferenceEngine:
         return self._pool.stats()
 
     def bucket_for(self, batch_size: int) -> int:
-        """The padded batch size a batch of ``batch_size`` frames runs at (at most the largest)."""
-        for bucket in self._buckets:
-            if bucket >= batch_size:
-                return bucket
-        return self._max_bucket
+        """The smallest bucket that holds ``batch_size`` frames (at most the largest).
+
+        A batch runs at a larger bucket when only that one is compiled for its shape, and
+        uncompiled when none is (``ShapeGate``).
+        """
+        return self._gate.natural_bucket(batch_size)
+
+    def known_shapes(self) -> list[tuple[int, int]]:
+        """Frame shapes (height, width) with at least one warm batch bucket."""
+        return self._gate.known_shapes()
 
     # -- model ----------------------------------------------------------------------------------
 
@@ -209,8 +256,14 @@ class InferenceEngine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _run_model(self, frames: torch.Tensor, out: torch.Tensor) -> None:
-        """Masks of ``frames`` (any dtype, on the device) into ``out``; call in inference mode."""
+    def _run_model(self, frames: torch.Tensor, out: torch.Tensor, *, compiled: bool = True) -> None:
+        """Masks of ``frames`` (any dtype, on the device) into ``out``; call in inference mode.
+
+        ``compiled=False`` runs the model eagerly (a pair that was not warmed up).
+        """
+        if not compiled:
+            out.copy_(self._forward_eager(frames.to(torch.float32)))
+            return
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         out.copy_(self._forward(frames.to(torch.float32)))
@@ -231,21 +284,36 @@ class InferenceEngine:
             batch_sizes: batch sizes to expect; all buckets when None.
         """
         buckets = sorted({self.bucket_for(b) for b in (batch_sizes or self._buckets)})
-        height, width = frame_shape
+        height, width = frame_shape[-2:]
         runs = 3 if self._cuda_graphs else 1  # cudagraph trees: warm-up run, record, replay
         for bucket in buckets:
-            self._launcher.submit(self._warm_one, bucket, height, width, runs).result()
+            stream = self._compute_stream if self._on_gpu else None
+            self._launcher.submit(self._warm_one, bucket, height, width, runs, stream).result()
+            self._gate.mark_warm(bucket, height, width)
             logger.info("warmed up batch %d x %d x %d", bucket, height, width)
 
-    def _warm_one(self, bucket: int, height: int, width: int, runs: int) -> None:
-        with torch.inference_mode(), self._on_compute_stream():
+    def warmup_all(self, warmup: WarmupConfig) -> float:
+        """Warm up every shape and batch size of ``warmup``; returns the seconds it took.
+
+        Config keys used: warmup.frame_shapes, warmup.batch_sizes.
+        """
+        start = time.perf_counter()
+        for shape in warmup.image_shapes():
+            self.warmup(shape, warmup.batch_sizes)
+        return time.perf_counter() - start
+
+    def _warm_one(
+        self, bucket: int, height: int, width: int, runs: int, stream: torch.cuda.Stream | None
+    ) -> None:
+        on_stream = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        with torch.inference_mode(), on_stream:
             generator = torch.Generator(device=self.device).manual_seed(0)
             frames = torch.rand((bucket, height, width), generator=generator, device=self.device)
             out = torch.empty((bucket, height, width), dtype=torch.uint8, device=self.device)
             for _ in range(runs):
                 self._run_model(frames, out)
-        if self._on_gpu:
-            self._compute_stream.synchronize()
+        if stream is not None:
+            stream.synchronize()
 
     # -- inference --------------------------------------------------------------------------------
 
@@ -285,15 +353,16 @@ class InferenceEngine:
     async def _infer_chunk(
         self, frames: np.ndarray, masks: np.ndarray, key: tuple[int, int, torch.dtype]
     ) -> None:
+        count = frames.shape[0]
+        bucket, compiled = self._gate.choose(count, key[0], key[1])
         slot = await self._pool.acquire()
         launched: torch.cuda.Event | None = None
         try:
             staging = slot.buffers(key)
-            count = frames.shape[0]
             await self._host_copy(staging.host_in_np[:count], frames)
             loop = asyncio.get_running_loop()
             launched = await loop.run_in_executor(
-                self._launcher, self._launch, slot, staging, count
+                self._launcher, self._launch, slot, staging, count, bucket, compiled
             )
             if launched is not None:
                 while not launched.query():
@@ -321,18 +390,22 @@ class InferenceEngine:
             )
         )
 
-    def _launch(self, slot: Slot, staging: Staging, count: int) -> torch.cuda.Event | None:
-        """Enqueue copy-in, compute and copy-out of one batch; runs on the launcher thread.
+    def _launch(
+        self, slot: Slot, staging: Staging, count: int, bucket: int, compiled: bool
+    ) -> torch.cuda.Event | None:
+        """Enqueue copy-in, compute and copy-out of one batch, padded to ``bucket`` (compiled or
+        eager); runs on the launcher thread.
 
         Returns the event that completes with the copy-out (None on a CPU, where the work is
         done on return).
         """
-        bucket = self.bucket_for(count)
         with torch.inference_mode():
             if not self._on_gpu:
                 with self._nvtx("peaknet.compute"):
                     staging.dev_in[count:bucket].zero_()
-                    self._run_model(staging.dev_in[:bucket], staging.dev_out[:bucket])
+                    self._run_model(
+                        staging.dev_in[:bucket], staging.dev_out[:bucket], compiled=compiled
+                    )
                 return None
             assert slot.copied_in is not None and slot.computed is not None
             assert slot.copied_out is not None
@@ -342,7 +415,9 @@ class InferenceEngine:
                 slot.copied_in.record()
             with self._nvtx("peaknet.compute"), self._on_compute_stream():
                 self._compute_stream.wait_event(slot.copied_in)
-                self._run_model(staging.dev_in[:bucket], staging.dev_out[:bucket])
+                self._run_model(
+                    staging.dev_in[:bucket], staging.dev_out[:bucket], compiled=compiled
+                )
                 slot.computed.record()
             with self._nvtx("peaknet.copy_out"), torch.cuda.stream(self._copy_out_stream):
                 self._copy_out_stream.wait_event(slot.computed)

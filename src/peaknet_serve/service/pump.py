@@ -56,6 +56,11 @@ class Pump:
         return not self._resumed.is_set()
 
     @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called: nothing new is pulled."""
+        return self._stopping
+
+    @property
     def batches_in_flight(self) -> int:
         return len(self._batches)
 

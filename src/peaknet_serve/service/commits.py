@@ -1,0 +1,248 @@
+"""Which events of a writer's open CXI file are committed, so a killed writer leaves no doubt.
+
+A writer replica killed mid-file leaves ``NAME.cxi.inprogress`` behind, holding the events it
+acknowledged and perhaps rows of a batch it never acknowledged (that batch is retried
+elsewhere). So each writer keeps a commit log, ``.peaknet-writer-{id}.commits.json`` in the
+output directory, replaced atomically after every batch it acknowledges: the open file, its
+committed event count, and the last batches (id -> outcome). Another writer recovers the
+orphan: it trims every dataset to the committed count, renames the file ``.cxi``, and answers a
+retried batch that was committed before its writer died from the log instead of writing it
+twice.
+
+A live writer holds an exclusive ``flock`` on ``.peaknet-writer-{id}.lock``; the kernel frees
+it when the process goes, however it was killed, which is how orphans are told apart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from peaknet_serve.service.outcome import BatchOutcome
+
+logger = logging.getLogger(__name__)
+
+INPROGRESS_SUFFIX = ".cxi.inprogress"
+KEEP_BATCHES = 256
+"""Batch ids remembered per writer: retries come within seconds, so this is plenty."""
+
+
+def lock_path(directory: Path, writer_id: str) -> Path:
+    return directory / f".peaknet-writer-{writer_id}.lock"
+
+
+def log_path(directory: Path, writer_id: str) -> Path:
+    return directory / f".peaknet-writer-{writer_id}.commits.json"
+
+
+class WriterLock:
+    """The exclusive lock a live writer holds on its lock file for its whole life."""
+
+    def __init__(self, directory: Path, writer_id: str) -> None:
+        self.path = lock_path(directory, writer_id)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock (creating the directory); False when that fails."""
+        if self._fd is not None:
+            return True
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            logger.warning("cannot create writer lock %s: %s", self.path, exc)
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            logger.error("writer lock %s is held by another process: writer ids clash", self.path)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _held_by_a_live_writer(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@dataclass
+class CommitLog:
+    """One writer's commit log (see the module docstring); ``record`` makes it durable."""
+
+    directory: Path
+    writer_id: str
+    current: str | None = None
+    events: int = 0
+    batches: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+
+    def record(self, batch_id: str, outcome: BatchOutcome, *, current: Path | None, events: int):
+        """Note ``batch_id`` as committed with ``events`` in the open file ``current``."""
+        self.current = current.name if current is not None else None
+        self.events = events if current is not None else 0
+        self.batches[batch_id] = outcome.to_record()
+        while len(self.batches) > KEEP_BATCHES:
+            self.batches.popitem(last=False)
+        self._save()
+
+    def _save(self) -> None:
+        path = log_path(self.directory, self.writer_id)
+        tmp = path.with_name(path.name + ".tmp")
+        body = {
+            "writer_id": self.writer_id,
+            "current": self.current,
+            "events": self.events,
+            "batches": self.batches,
+        }
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, path)
+
+    def remove(self) -> None:
+        log_path(self.directory, self.writer_id).unlink(missing_ok=True)
+
+
+def find_committed(directory: Path, batch_id: str) -> BatchOutcome | None:
+    """The outcome of ``batch_id`` if any writer (live or dead) committed it."""
+    for path in directory.glob(".peaknet-writer-*.commits.json"):
+        record = _read_log(path)
+        if record is not None and batch_id in record.get("batches", {}):
+            return BatchOutcome.from_record(
+                record["batches"][batch_id], writer_id=str(record.get("writer_id", ""))
+            )
+    return None
+
+
+def _read_log(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        logger.warning("unreadable commit log %s: %s", path, exc)
+        return None
+
+
+@dataclass
+class Recovery:
+    """What ``recover_orphans`` did: files renamed with their events, files set aside."""
+
+    recovered: dict[str, int] = field(default_factory=dict)
+    orphaned: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def recover_orphans(directory: Path, *, file_prefix: str) -> Recovery:
+    """Finish the ``.cxi.inprogress`` files of writers that died (their lock is free).
+
+    A file is trimmed to the events its writer committed and renamed ``.cxi``. A file with no
+    commit on record is renamed ``.cxi.orphaned``, one HDF5 cannot open any more
+    ``.cxi.unreadable``: both are kept for a person and logged, never deleted.
+    """
+    result = Recovery()
+    if not directory.is_dir():
+        return result
+    committed: dict[str, int] = {}
+    dead: set[str] = set()
+    for path in directory.glob(".peaknet-writer-*.commits.json"):
+        writer_id = path.name.removeprefix(".peaknet-writer-").removesuffix(".commits.json")
+        if _held_by_a_live_writer(lock_path(directory, writer_id)):
+            continue
+        record = _read_log(path)
+        if record and record.get("current"):
+            committed[record["current"]] = int(record["events"])
+        dead.add(writer_id)
+    for inprogress in sorted(directory.glob("*" + INPROGRESS_SUFFIX)):
+        writer_id = _writer_of(inprogress.name, file_prefix)
+        if writer_id is None or _held_by_a_live_writer(lock_path(directory, writer_id)):
+            continue
+        _finish(inprogress, committed.get(inprogress.name), result)
+    for writer_id in dead:
+        lock_path(directory, writer_id).unlink(missing_ok=True)
+    return result
+
+
+def _writer_of(name: str, prefix: str) -> str | None:
+    stem = name.removesuffix(INPROGRESS_SUFFIX)
+    if not stem.startswith(prefix + "-") or "-" not in stem[len(prefix) + 1 :]:
+        return None
+    return stem[len(prefix) + 1 :].rsplit("-", 1)[0]
+
+
+def finish_file(inprogress: Path, events: int) -> Recovery:
+    """Trim one ``.cxi.inprogress`` to ``events`` and rename it (see ``recover_orphans``)."""
+    result = Recovery()
+    _finish(inprogress, events, result)
+    return result
+
+
+def _finish(inprogress: Path, events: int | None, result: Recovery) -> None:
+    if not events:
+        orphaned = inprogress.with_name(
+            inprogress.name.removesuffix(INPROGRESS_SUFFIX) + ".cxi.orphaned"
+        )
+        os.replace(inprogress, orphaned)
+        result.orphaned.append(orphaned.name)
+        logger.error(
+            "%s: its writer died and no commit of it is on record; kept as %s (any event in it "
+            "was either retried elsewhere or is counted in the ledger of a run without logs)",
+            inprogress,
+            orphaned,
+        )
+        return
+    final = inprogress.with_name(inprogress.name.removesuffix(INPROGRESS_SUFFIX) + ".cxi")
+    try:
+        with h5py.File(inprogress, "r+") as handle:
+            _trim(handle, events)
+            handle.attrs["peaknet_recovered"] = True
+    except (OSError, RuntimeError, KeyError) as exc:
+        unreadable = inprogress.with_name(final.name + ".unreadable")
+        os.replace(inprogress, unreadable)
+        result.unreadable.append(unreadable.name)
+        logger.error(
+            "%s of a dead writer cannot be recovered (%s): %d committed events are only in the "
+            "damaged file %s",
+            inprogress,
+            exc,
+            events,
+            unreadable,
+        )
+        return
+    os.replace(inprogress, final)
+    result.recovered[final.name] = events
+    logger.warning("recovered %s of a dead writer: %d committed events", final, events)
+
+
+def _trim(handle: h5py.File, events: int) -> None:
+    datasets: list[h5py.Dataset] = []
+    handle.visititems(
+        lambda _, obj: (
+            datasets.append(obj)
+            if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None
+            else None
+        )
+    )
+    for dataset in datasets:
+        if dataset.shape[0] > events:
+            dataset.resize(events, axis=0)

@@ -1,0 +1,63 @@
+"""Keep the frames of batches that could not be processed, with the reason, for a person."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from peaknet_serve.wire import FrameBatch
+
+logger = logging.getLogger(__name__)
+
+
+class BatchQuarantine:
+    """Writes ``<stamp>.npz`` (``images`` and ``metadata/<key>`` arrays) and ``<stamp>.json``.
+
+    Bounded by ``max_files`` batches so an outage cannot fill the disk; past it, batches are
+    only counted. Saving never raises: a quarantine that fails is logged and skipped.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_files: int = 100) -> None:
+        self.directory = Path(directory)
+        self.max_files = max_files
+        self.saved = 0
+        self.skipped = 0
+        self._counter = itertools.count()
+
+    def save(self, batch: FrameBatch, *, reason: str, message: str) -> Path | None:
+        """Store ``batch`` raw with ``reason``; returns the ``.npz`` path, or None when skipped."""
+        if self.saved >= self.max_files:
+            self.skipped += 1
+            return None
+        stem = (
+            f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+            f"-{os.getpid()}-{next(self._counter):06d}"
+        )
+        data_path = self.directory / f"{stem}.npz"
+        arrays = {"images": np.asarray(batch.images)}
+        arrays.update({f"metadata/{key}": np.asarray(v) for key, v in batch.metadata.items()})
+        record = {
+            "reason": reason,
+            "message": message,
+            "frames": len(batch),
+            "shape": list(batch.images.shape),
+            "time": time.time(),
+        }
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with data_path.open("wb") as fh:
+                np.savez(fh, **arrays)
+            (self.directory / f"{stem}.json").write_text(json.dumps(record) + "\n")
+        except OSError as exc:
+            logger.warning("could not quarantine a failed batch in %s: %s", self.directory, exc)
+            self.skipped += 1
+            return None
+        self.saved += 1
+        logger.info("quarantined %d frames (%s) as %s", len(batch), reason, data_path)
+        return data_path

@@ -1,0 +1,173 @@
+"""The writer stage under faults, without Ray: unwritable output, a writer that dies mid-file,
+a retried batch that was already committed, NaN frames, quarantined batches."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from peaknet_serve.config import ServiceConfig
+from peaknet_serve.service.health import WriterHealth
+from peaknet_serve.service.outcome import BatchOutcome
+from peaknet_serve.service.quarantine import BatchQuarantine
+from peaknet_serve.service.screen import split_non_finite
+from peaknet_serve.service.stage import PeakStage
+from peaknet_serve.wire import FrameBatch
+
+
+def config(out: Path, *, events_per_file: int = 5) -> ServiceConfig:
+    return ServiceConfig.model_validate(
+        {
+            "model": {"random_weights_seed": 0},
+            "hits": {"min_peaks": 0},
+            "output": {"output_dir": str(out), "events_per_file": events_per_file},
+        }
+    )
+
+
+def batch(first: int, n: int = 3, *, shape=(16, 16)) -> FrameBatch:
+    rng = np.random.default_rng(first)
+    images = rng.random((n, *shape), dtype=np.float32)
+    stamps = np.arange(first, first + n, dtype=np.uint64)
+    return FrameBatch(images=images, metadata={"timestamp": stamps})
+
+
+def masks_for(frames: FrameBatch) -> np.ndarray:
+    masks = np.zeros(frames.images.shape, dtype=np.uint8)
+    masks[:, 4:6, 4:6] = 1  # one peak per frame: every frame is a hit with min_peaks=0
+    return masks
+
+
+def timestamps(out: Path) -> list[int]:
+    found: list[int] = []
+    for path in sorted(out.glob("*.cxi")):
+        with h5py.File(path, "r") as f:
+            found.extend(int(t) for t in f["/LCLS/timestamp"][()])
+    return sorted(found)
+
+
+def test_a_batch_that_cannot_be_written_is_handed_back_and_written_once_the_disk_is_back(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.write_text("a file where the output directory should be")  # root ignores chmod
+    stage = PeakStage(config(out), writer_id="w0")
+    frames = batch(100)
+    failed = stage.process(masks_for(frames), frames, batch_id="b1")
+    assert failed.write_error is not None and failed.frames == 0
+    assert stage.status()["writable"] is False
+    assert stage.status()["write_error"] == failed.write_error
+    out.unlink()  # the problem clears
+    done = stage.process(masks_for(frames), frames, batch_id="b1")
+    assert (done.hits, done.write_error) == (3, None)
+    assert stage.status()["write_error"] is None
+    stage.close()
+    assert timestamps(out) == [100, 101, 102]
+    assert not list(out.glob(".peaknet-writer-*"))  # a clean close leaves no log nor lock
+
+
+def test_a_directory_removed_mid_run_is_recreated_and_nothing_is_written_twice(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    stage = PeakStage(config(out, events_per_file=4), writer_id="w0")
+    first = batch(0, 4)  # fills and closes file 0
+    assert stage.process(masks_for(first), first, batch_id="a").hits == 4
+    moved = tmp_path / "moved"
+    shutil.move(out, moved)  # the directory goes away under the writer
+    second = batch(10, 3)
+    outcome = stage.process(masks_for(second), second, batch_id="b")
+    stage.close()
+    assert outcome.write_error is None  # the next file recreated the directory
+    assert timestamps(moved) + timestamps(out) == [0, 1, 2, 3, 10, 11, 12]
+
+
+def _die_mid_file(out: str) -> None:
+    """A writer process that commits two batches, half-writes a third, and is killed."""
+    stage = PeakStage(config(Path(out), events_per_file=100), writer_id="dead")
+    for first, batch_id in ((0, "a"), (3, "b")):
+        frames = batch(first)
+        stage.process(masks_for(frames), frames, batch_id=batch_id)
+    frames = batch(6)
+    stage._writer.write_batch(  # rows of a batch the writer never acknowledges
+        frames.images,
+        [_one_peak()] * 3,
+        {"timestamp": frames.metadata["timestamp"]},
+        [True] * 3,
+    )
+    stage._writer.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _one_peak():
+    from peaknet_serve.peaks import find_peaks
+    from peaknet_serve.peaks.config import PeaksConfig
+
+    frames = batch(0, 1)
+    return find_peaks(masks_for(frames)[0], frames.images[0], PeaksConfig())
+
+
+def test_the_file_of_a_killed_writer_is_trimmed_to_what_it_committed_and_renamed(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    child = multiprocessing.get_context("spawn").Process(target=_die_mid_file, args=(str(out),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -9
+    assert len(list(out.glob("*.cxi.inprogress"))) == 1
+    survivor = PeakStage(config(out), writer_id="alive")  # recovers at start
+    assert not list(out.glob("*.inprogress"))
+    assert timestamps(out) == list(range(6))  # batches a and b; the half-written one is gone
+    # the retry of committed batch "b" is answered from the dead writer's log, not rewritten
+    frames = batch(3)
+    again = survivor.process(masks_for(frames), frames, batch_id="b", retry=True)
+    assert (again.hits, again.writer_id) == (3, "dead")
+    retried = batch(6)  # the batch the dead writer never acknowledged
+    assert survivor.process(masks_for(retried), retried, batch_id="c").hits == 3
+    survivor.close()
+    assert timestamps(out) == list(range(9))
+    assert survivor.status()["recovered_files"]
+
+
+def test_non_finite_frames_are_split_out_and_integer_frames_pass_untouched() -> None:
+    frames = batch(0, 4)
+    images = frames.images.copy()
+    images[1, 3, 3] = np.nan
+    images[3, 0, 0] = np.inf
+    kept, bad = split_non_finite(FrameBatch(images=images, metadata=frames.metadata))
+    assert kept is not None and bad is not None
+    assert kept.metadata["timestamp"].tolist() == [0, 2]
+    assert bad.metadata["timestamp"].tolist() == [1, 3]
+    ints = FrameBatch(images=np.zeros((2, 4, 4), np.uint16), metadata={})
+    assert split_non_finite(ints) == (ints, None)
+
+
+def test_batch_quarantine_keeps_frames_and_reason_up_to_its_cap(tmp_path: Path) -> None:
+    quarantine = BatchQuarantine(tmp_path, max_files=2)
+    for i in range(3):
+        quarantine.save(batch(i), reason="replica_died", message="gone")
+    assert (quarantine.saved, quarantine.skipped) == (2, 1)
+    [first, _] = sorted(tmp_path.glob("*.npz"))
+    with np.load(first) as data:
+        assert data["images"].shape == (3, 16, 16)
+        assert data["metadata/timestamp"].tolist() == [0, 1, 2]
+    assert json.loads(first.with_suffix(".json").read_text())["reason"] == "replica_died"
+
+
+@pytest.mark.parametrize("error", [None, "disk full"])
+def test_writer_health_reports_the_latest_result_per_writer(error: str | None) -> None:
+    now = [0.0]
+    health = WriterHealth(stale_s=10, clock=lambda: now[0])
+    health.report(BatchOutcome(writer_id="w", write_error=error))
+    assert health.failing() == ({"w": error} if error else {})
+    now[0] = 11
+    assert health.snapshot() == {}
