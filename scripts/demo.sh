@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The demo: the service on its embedded default (local Ray, CPU, demo model) fed by the synthetic
 # LCLStreamer pusher; waits until every frame is accounted for, shows what was written, shuts down.
-#   FRAMES=512 SHAPE="512 512" scripts/demo.sh
+#   FRAMES=512 SHAPE="512 512" scripts/demo.sh      (defaults: 256 frames of 256x256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-env.sh
 FRAMES="${FRAMES:-256}"
-SHAPE="${SHAPE:-512 512}"
+SHAPE="${SHAPE:-256 256}"
 URL="http://127.0.0.1:8000"
 rm -rf output && mkdir -p output
 
@@ -35,7 +35,7 @@ curl -sf "$URL/readyz" > /dev/null || { echo "not ready after 180 s"; tail -n 40
 
 # shellcheck disable=SC2086
 peaknet-serve push --address tcp://127.0.0.1:12321 --frames "$FRAMES" --batch-size 16 \
-    --shape $SHAPE --peaks 30 --hit-fraction 0.7 --seed 1 --truth output/truth.jsonl
+    --shape $SHAPE --peaks 30 --hit-fraction 0.7 --seed 1 --truth output/truth.jsonl --linger 30
 peaknet-serve status --url "$URL" --wait-frames "$FRAMES" --timeout 300
 
 stop_service

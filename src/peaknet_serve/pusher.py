@@ -215,7 +215,10 @@ def push_frames(
                 messages += 1
                 bar.update(n)
         if transport == "nng":
-            time.sleep(linger_s)  # nng has no linger: let the last message leave before close
+            # nng has no linger: a message still queued when the socket closes is lost. A
+            # receiver applying backpressure may take the last ones only after a while.
+            logger.info("waiting %.0f s for the receiver to take the last messages", linger_s)
+            time.sleep(linger_s)
     finally:
         sender.close()
     seconds = time.monotonic() - started
@@ -307,7 +310,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-channel-axis", action="store_true", help="send (B, H, W) instead of (B, 1, H, W)")
     add("--truth", default=None, help="write ground truth here (.jsonl, or .h5/.hdf5)")
     add("--connect-timeout", type=float, default=30.0, help="seconds to wait for the receiver")
-    add("--linger", type=float, default=1.0, help="seconds to let the last message leave")
+    add(
+        "--linger",
+        type=float,
+        default=5.0,
+        help="seconds the socket stays open after the last send, so a receiver that applies "
+        "backpressure still takes the last messages (nng has no linger of its own)",
+    )
     add("--no-progress", action="store_true", help="no progress bar")
 
 
