@@ -19,7 +19,10 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from deployments.live_page import add_live_page, replica_counts
+from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
+from peaknet_serve.live import LiveBoard
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.metrics import ledger_registry, render
@@ -33,6 +36,7 @@ from peaknet_serve.wire import FrameBatch, Quarantine, decode_message, make_sour
 logger = logging.getLogger(__name__)
 
 app = FastAPI(title="peaknet-serve", description="Bragg peak finding on LCLStreamer frames.")
+add_live_page(app)
 
 RETRYABLE = (
     RayActorError,  # ActorDiedError, ActorUnavailableError: the replica (or its node) went
@@ -83,6 +87,8 @@ class Ingress:
         self._started = time.time()
         self._token = os.environ.get(config.ingress.control_token_env) or None
         self.ledger = FrameLedger()
+        self.live = LiveBoard()
+        self._metrics = IngressMetrics()
         self._account: dict[str, Any] | None = None
         self.writers = WriterHealth(stale_s=max(60.0, 3 * config.ingress.write_retry_interval_s))
         quarantine_dir = config.quarantine_dir
@@ -109,6 +115,19 @@ class Ingress:
         )
 
     async def _submit(self, batch: FrameBatch) -> BatchOutcome:
+        """``_send`` one batch, and export its outcome as replica metrics."""
+        started = time.perf_counter()
+        self._metrics.in_flight.set(self._pump.batches_in_flight)
+        outcome = await self._send(batch)
+        self._metrics.settled(
+            hits=outcome.hits,
+            non_hits=outcome.non_hits,
+            failed=outcome.failed,
+            seconds=time.perf_counter() - started,
+        )
+        return outcome
+
+    async def _send(self, batch: FrameBatch) -> BatchOutcome:
         """Screen out non-finite frames, then the model's response goes straight to the
         writer: masks never come back here."""
         screened = BatchOutcome()
@@ -161,6 +180,7 @@ class Ingress:
                 continue
             self.writers.report(outcome)
             if outcome.write_error is None:
+                self.live.add(outcome.live)
                 return outcome
             write_deadline = write_deadline or loop.time() + settings.write_retry_timeout_s
             if loop.time() >= write_deadline or self._pump.stopping:
@@ -282,6 +302,11 @@ class Ingress:
             "writer": await self._writer_status(),
             "batches_quarantined": quarantine.saved if quarantine else 0,
         }
+
+    @app.get("/live.json")
+    async def live_json(self) -> dict[str, Any]:
+        """What the live page (GET /) draws: rates, histograms, the latest hit, replicas."""
+        return self.live.snapshot(replicas=await replica_counts())
 
     @app.get("/metrics")
     def metrics(self) -> Response:

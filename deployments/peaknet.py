@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from deployments.metrics import PeakNetMetrics
 from peaknet_serve.config import BatchingConfig, ServiceConfig
 from peaknet_serve.engine import GPUHealth, InferenceEngine, resolve_device
 from peaknet_serve.engine.health import Probe, startup_probe, tick_probe
 from peaknet_serve.pipeline import load_model
+from peaknet_serve.profiling import BatchProfiler
 from peaknet_serve.wire import FrameBatch
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,10 @@ class PeakNet:
             load_model(config.model), config.engine, config.model.inputs, config.warmup
         )
         self._max_batch_frames = DEFAULT.max_batch_frames
+        self._metrics = PeakNetMetrics()
+        self._profiler = BatchProfiler(
+            config.profiling, name=serve.get_replica_context().replica_id.unique_id
+        )
         self._warmup_s = self._engine.warmup_all(config.warmup)
         logger.info(
             "PeakNet replica ready after %.1f s of warm-up on %s",
@@ -122,11 +129,15 @@ class PeakNet:
             by_kind.setdefault((block.shape[1:], block.dtype.str), []).append(index)
         for indices in by_kind.values():
             stacked = np.concatenate([blocks[i] for i in indices])
+            started = time.perf_counter()
             try:
-                masks = await self._engine.infer(stacked)
+                with self._profiler.batch(frames=len(stacked)):
+                    masks = await self._engine.infer(stacked)
             except Exception as exc:
                 self._health.record_error(exc)  # CUDA errors fail the next health check
+                self._metrics.error(exc)
                 raise
+            self._metrics.batch(frames=len(stacked), seconds=time.perf_counter() - started)
             offset = 0
             for i in indices:
                 results[i] = masks[offset : offset + len(blocks[i])]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from deployments.metrics import WriterMetrics
 from peaknet_serve.config import ServiceConfig
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.stage import PeakStage
@@ -28,6 +30,7 @@ class PeakFinderWriter:
         config = ServiceConfig.model_validate(settings)
         writer_id = serve.get_replica_context().replica_id.unique_id
         self._stage = PeakStage(config, writer_id=writer_id)
+        self._metrics = WriterMetrics()
         logger.info("writer %s writes under %s", writer_id, config.output.output_dir)
 
     def process(
@@ -37,7 +40,16 @@ class PeakFinderWriter:
         batch_id: str | None = None,
         retry: bool = False,
     ) -> BatchOutcome:
-        return self._stage.process(masks, batch, batch_id=batch_id, retry=retry)
+        started = time.perf_counter()
+        outcome = self._stage.process(masks, batch, batch_id=batch_id, retry=retry)
+        if outcome.write_error is not None:
+            self._metrics.error("write")
+        elif outcome.live is not None:
+            self._metrics.judged(outcome.live["peaks_per_frame"], hits=outcome.hits)
+            self._metrics.written(time.perf_counter() - started)
+        for reason, n in outcome.failed.items():
+            self._metrics.error(reason, n)
+        return outcome
 
     def status(self) -> dict[str, object]:
         return self._stage.status()

@@ -177,6 +177,10 @@ def test_frames_flow_from_pushers_to_cxi_files_and_every_frame_is_counted(
         assert 'peaknet_frames_total{outcome="received"} 66.0' in metrics
         assert "peaknet_messages_rejected_total" in metrics
         assert len(list((tmp_path / "quarantine").glob("*.bin"))) == 1
+        live = get(ray_cluster, "/live.json").json()
+        assert live["totals"]["frames"] == s["hits_written"] + s["non_hits"]
+        assert live["replicas"]["PeakNet"] == 1
+        assert live["last_hit"] is not None
     finally:
         undeploy(ray_cluster)
 

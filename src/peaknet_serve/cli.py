@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "inspect": "peaknet_serve.cxi.inspect_cli",
     "evaluate": "peaknet_serve.evaluate",
     "run": "deployments.launcher",
+    "scale": "peaknet_serve.scale_cli",
     "status": "peaknet_serve.status_cli",
 }
 

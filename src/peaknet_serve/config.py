@@ -21,6 +21,7 @@ from peaknet_serve.errors import ConfigError
 from peaknet_serve.model.config import InputConfig, PeakNetConfig
 from peaknet_serve.model.presets import load_preset, preset_names
 from peaknet_serve.peaks.config import HitConfig, PeaksConfig
+from peaknet_serve.profiling import ProfilingConfig
 from peaknet_serve.wire.config import DecodeConfig, SourceConfig
 
 BUILTIN_WEIGHTS_PREFIX = "builtin:"
@@ -167,6 +168,9 @@ class ServiceConfig(Section):
     )
     ingress: IngressConfig = Field(default_factory=IngressConfig, description="Ingress flow.")
     warmup: WarmupConfig = Field(default_factory=WarmupConfig, description="Model warm-up.")
+    profiling: ProfilingConfig = Field(
+        default_factory=ProfilingConfig, description="torch.profiler traces of a few batches."
+    )
 
 
 def format_validation_error(error: ValidationError, *, prefix: str = "") -> str:

@@ -20,6 +20,7 @@ class BatchOutcome:
     failed: dict[str, int] = field(default_factory=dict)
     write_error: str | None = None
     writer_id: str = ""
+    live: dict[str, Any] | None = None
 
     @property
     def frames(self) -> int:
@@ -49,4 +50,5 @@ def merge(first: BatchOutcome, second: BatchOutcome) -> BatchOutcome:
         failed=failed,
         write_error=second.write_error,
         writer_id=second.writer_id,
+        live=second.live,
     )

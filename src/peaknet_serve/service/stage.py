@@ -17,6 +17,7 @@ import numpy as np
 from peaknet_serve.config import ServiceConfig
 from peaknet_serve.cxi import CXIWriter
 from peaknet_serve.errors import WriterError
+from peaknet_serve.live import BatchSummarizer
 from peaknet_serve.peaks import Peaks, find_peaks, is_hit
 from peaknet_serve.service.commits import (
     CommitLog,
@@ -50,6 +51,7 @@ class PeakStage:
         self._output = config.output
         self._directory = Path(config.output.output_dir)
         self.writer_id = writer_id
+        self._summarize = BatchSummarizer()
         self._writer = CXIWriter(config.output, writer_id=writer_id)
         self._lock = threading.Lock()
         self._dir_lock = WriterLock(self._directory, writer_id)
@@ -93,7 +95,11 @@ class PeakStage:
         hits = sum(hit for _, _, hit in judged)
         rows = [index for index, _, _ in judged]
         outcome = BatchOutcome(
-            hits=hits, non_hits=len(judged) - hits, failed=dict(failed), writer_id=self.writer_id
+            hits=hits,
+            non_hits=len(judged) - hits,
+            failed=dict(failed),
+            writer_id=self.writer_id,
+            live=self._summarize(batch.images, judged, timestamps=batch.metadata.get("timestamp")),
         )
         with self._lock:
             self._recover()
