@@ -37,8 +37,11 @@ def _read_peaks_like_crystfel(path: Path, event: int) -> tuple[np.ndarray, ...]:
         n = int(result["nPeaks"][event])
         for name in ("peakXPosRaw", "peakYPosRaw", "peakTotalIntensity"):
             assert result[name].ndim == 2 and result[name].shape[1] >= n
-        return (result["peakXPosRaw"][event, :n], result["peakYPosRaw"][event, :n],
-                result["peakTotalIntensity"][event, :n])
+        return (
+            result["peakXPosRaw"][event, :n],
+            result["peakYPosRaw"][event, :n],
+            result["peakTotalIntensity"][event, :n],
+        )
 
 
 def test_public_names_are_exported() -> None:
@@ -65,15 +68,22 @@ def test_hits_are_written_with_every_dataset(tmp_path) -> None:
         np.testing.assert_array_equal(data[1], frames[2].astype(np.float32))
         result = handle[RESULT]
         assert result["nPeaks"][()].tolist() == [5, 12]
-        for name in ("peakXPosRaw", "peakYPosRaw", "peakTotalIntensity", "peakNPixels",
-                     "peakMaximumValue", "peakSNR"):
+        for name in (
+            "peakXPosRaw",
+            "peakYPosRaw",
+            "peakTotalIntensity",
+            "peakNPixels",
+            "peakMaximumValue",
+            "peakSNR",
+        ):
             assert result[name].shape == (2, 16) and result[name].dtype == np.float32
             assert result[name].maxshape == (None, 16)
         assert result["hit"][()].tolist() == [1, 1]
         np.testing.assert_allclose(result["peakNPixels"][1, :12], peak_lists[2].n_pixels)
         np.testing.assert_allclose(result["peakSNR"][0, :5], peak_lists[0].snr, rtol=1e-6)
-        np.testing.assert_allclose(result["peakMaximumValue"][0, :5], peak_lists[0].max_value,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            result["peakMaximumValue"][0, :5], peak_lists[0].max_value, rtol=1e-6
+        )
         assert not result["peakXPosRaw"][0, 5:].any()
         assert handle["/LCLS/photon_energy_eV"][()].tolist() == [9500.0, 9502.0]
         assert handle["/cxi_version"][()] == 140
@@ -103,12 +113,14 @@ def test_no_cxi_exists_until_the_file_is_closed(tmp_path) -> None:
 
 def test_rotation_names_and_existing_files(tmp_path) -> None:
     (tmp_path / "run-w1-00000.cxi").write_bytes(b"an earlier run's file")
-    config = CXIConfig(output_dir=str(tmp_path), file_prefix="run", events_per_file=3,
-                       compression="none")
+    config = CXIConfig(
+        output_dir=str(tmp_path), file_prefix="run", events_per_file=3, compression="none"
+    )
     frames = np.zeros((7, 4, 4), dtype=np.uint16)
     with CXIWriter(config, writer_id="w1") as writer:
-        written = writer.write_batch(frames, [_peaks(2)] * 7,
-                                     {"timestamp": np.arange(7, dtype=np.uint64)}, [True] * 7)
+        written = writer.write_batch(
+            frames, [_peaks(2)] * 7, {"timestamp": np.arange(7, dtype=np.uint64)}, [True] * 7
+        )
         assert written == 7
         assert len(writer.files_written) == 2
     names = [p.name for p in writer.files_written]
@@ -138,12 +150,22 @@ def test_batch_with_non_hits_counts_offered_events_per_file(tmp_path) -> None:
 def test_metadata_types_missing_and_late_keys(tmp_path) -> None:
     config = CXIConfig(output_dir=str(tmp_path))
     with CXIWriter(config, writer_id="w") as writer:
-        writer.write(np.zeros((4, 4)), _peaks(1), {
-            "photon_energy_eV": 9000.0, "/timestamp": np.uint64(2**40 + 1), "run": "r0012",
-            "detector_1/EncoderValue": 95.5, "count": np.int32(7), "flag": b"yes",
-        }, hit=True)
-        writer.write(np.zeros((4, 4)), _peaks(2), {"late": 1.5, "spectrum": np.ones(300000)},
-                     hit=True)
+        writer.write(
+            np.zeros((4, 4)),
+            _peaks(1),
+            {
+                "photon_energy_eV": 9000.0,
+                "/timestamp": np.uint64(2**40 + 1),
+                "run": "r0012",
+                "detector_1/EncoderValue": 95.5,
+                "count": np.int32(7),
+                "flag": b"yes",
+            },
+            hit=True,
+        )
+        writer.write(
+            np.zeros((4, 4)), _peaks(2), {"late": 1.5, "spectrum": np.ones(300000)}, hit=True
+        )
     with h5py.File(writer.files_written[0], "r") as handle:
         lcls = handle["/LCLS"]
         assert np.isnan(lcls["photon_energy_eV"][1])
@@ -164,14 +186,16 @@ def test_metadata_types_missing_and_late_keys(tmp_path) -> None:
 
 def test_peaks_mode_writes_no_image_and_all_mode_every_event(tmp_path) -> None:
     frames = np.ones((3, 4, 4))
-    with CXIWriter(CXIConfig(output_dir=str(tmp_path / "p"), write_mode="peaks"),
-                   writer_id="w") as writer:
+    with CXIWriter(
+        CXIConfig(output_dir=str(tmp_path / "p"), write_mode="peaks"), writer_id="w"
+    ) as writer:
         writer.write_batch(frames, [_peaks(3)] * 3, {}, [True, False, True])
     with h5py.File(writer.files_written[0], "r") as handle:
         assert DATA not in handle
         assert handle[f"{RESULT}/nPeaks"][()].tolist() == [3, 3]
-    with CXIWriter(CXIConfig(output_dir=str(tmp_path / "a"), write_mode="all"),
-                   writer_id="w") as writer:
+    with CXIWriter(
+        CXIConfig(output_dir=str(tmp_path / "a"), write_mode="all"), writer_id="w"
+    ) as writer:
         writer.write_batch(frames, [_peaks(3)] * 3, {}, [True, False, True])
     with h5py.File(writer.files_written[0], "r") as handle:
         assert handle[DATA].shape == (3, 4, 4)
@@ -230,8 +254,15 @@ def test_panel_stack_through_a_geometry_file(tmp_path) -> None:
     geom = tmp_path / "det.geom"
     geom.write_text(GEOM)
     stack = np.stack([np.full((8, 10), 1.0), np.full((8, 10), 2.0)])
-    peaks = Peaks(np.array([3.0]), np.array([5.0]), np.array([9.0]), np.array([4], np.int32),
-                  np.array([2.0]), np.array([5.0]), np.array([1], np.int32))
+    peaks = Peaks(
+        np.array([3.0]),
+        np.array([5.0]),
+        np.array([9.0]),
+        np.array([4], np.int32),
+        np.array([2.0]),
+        np.array([5.0]),
+        np.array([1], np.int32),
+    )
     config = CXIConfig(output_dir=str(tmp_path), geometry_file=str(geom))
     with CXIWriter(config, writer_id="w") as writer:
         writer.write(stack, peaks, {}, hit=True)
@@ -252,8 +283,11 @@ def test_geometry_errors_say_what_is_wrong(tmp_path) -> None:
         PanelLayout.from_geometry(geom, 2, (8, 12))
     with pytest.raises(ConfigError, match=r"no panels \[2\]"):
         PanelLayout.from_geometry(geom, 3, (8, 10))
-    (tmp_path / "overlap.geom").write_text(GEOM.replace("p1a0/min_fs = 12", "p1a0/min_fs = 5")
-                                           .replace("p1a0/max_fs = 21", "p1a0/max_fs = 14"))
+    (tmp_path / "overlap.geom").write_text(
+        GEOM.replace("p1a0/min_fs = 12", "p1a0/min_fs = 5").replace(
+            "p1a0/max_fs = 21", "p1a0/max_fs = 14"
+        )
+    )
     with pytest.raises(ConfigError, match="overlap"):
         PanelLayout.from_geometry(tmp_path / "overlap.geom", 2, (8, 10))
     (tmp_path / "names.geom").write_text("q0a0/min_fs = 0\n")

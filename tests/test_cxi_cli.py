@@ -20,16 +20,30 @@ def _subcommands(monkeypatch) -> None:
 
 
 def _peaks(n: int, panel: int = 0) -> Peaks:
-    return Peaks(np.arange(n, dtype=float), np.arange(n, dtype=float), np.ones(n),
-                 np.full(n, 3, np.int32), np.ones(n), np.ones(n), np.full(n, panel, np.int32))
+    return Peaks(
+        np.arange(n, dtype=float),
+        np.arange(n, dtype=float),
+        np.ones(n),
+        np.full(n, 3, np.int32),
+        np.ones(n),
+        np.ones(n),
+        np.full(n, panel, np.int32),
+    )
 
 
-def _write(directory: Path, frames: np.ndarray, counts: list[int], hits: list[bool],
-           energies: list[float], **config: object) -> Path:
+def _write(
+    directory: Path,
+    frames: np.ndarray,
+    counts: list[int],
+    hits: list[bool],
+    energies: list[float],
+    **config: object,
+) -> Path:
     cfg = CXIConfig(output_dir=str(directory), **config)
     with CXIWriter(cfg, writer_id="w") as writer:
-        writer.write_batch(frames, [_peaks(n) for n in counts],
-                           {"photon_energy_eV": np.asarray(energies)}, hits)
+        writer.write_batch(
+            frames, [_peaks(n) for n in counts], {"photon_energy_eV": np.asarray(energies)}, hits
+        )
     (path,) = writer.files_written
     return path
 
@@ -39,10 +53,21 @@ def test_geom_for_a_panel_stack_round_trips_into_the_writer(tmp_path, capsys) ->
     assert cli.main(["geom", "--cxi", str(path), "--clen", "0.25"]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
-    for expected in ("data = /entry_1/data_1/data", "dim0 = %", "dim1 = ss", "dim2 = fs",
-                     "peak_list = /entry_1/result_1", "peak_list_type = cxi",
-                     "photon_energy = /LCLS/photon_energy_eV", "clen = 0.25", "res = 10000",
-                     "p2/min_ss = 16", "p2/max_ss = 23", "p2/max_fs = 9", "p2/fs = +1.0x"):
+    for expected in (
+        "data = /entry_1/data_1/data",
+        "dim0 = %",
+        "dim1 = ss",
+        "dim2 = fs",
+        "peak_list = /entry_1/result_1",
+        "peak_list_type = cxi",
+        "photon_energy = /LCLS/photon_energy_eV",
+        "clen = 0.25",
+        "res = 10000",
+        "p2/min_ss = 16",
+        "p2/max_ss = 23",
+        "p2/max_fs = 9",
+        "p2/fs = +1.0x",
+    ):
         assert expected in lines, expected
     assert panel_extents(text) == {0: (0, 9, 0, 7), 1: (0, 9, 8, 15), 2: (0, 9, 16, 23)}
     geom = tmp_path / "out.geom"
@@ -54,10 +79,19 @@ def test_geom_for_a_panel_stack_round_trips_into_the_writer(tmp_path, capsys) ->
 
 def test_geom_keeps_the_writers_geometry_and_flags_peaks_only_files(tmp_path, capsys) -> None:
     source = tmp_path / "src.geom"
-    source.write_text("data = /other\nclen = 0.3\np0/min_fs = 0\np0/max_fs = 9\np0/min_ss = 0\n"
-                      "p0/max_ss = 7\np0/corner_x = -4\np0/dim0 = 0\n")
-    path = _write(tmp_path / "o", np.zeros((1, 1, 8, 10)), [1], [True], [float("nan")],
-                  geometry_file=str(source), write_mode="peaks")
+    source.write_text(
+        "data = /other\nclen = 0.3\np0/min_fs = 0\np0/max_fs = 9\np0/min_ss = 0\n"
+        "p0/max_ss = 7\np0/corner_x = -4\np0/dim0 = 0\n"
+    )
+    path = _write(
+        tmp_path / "o",
+        np.zeros((1, 1, 8, 10)),
+        [1],
+        [True],
+        [float("nan")],
+        geometry_file=str(source),
+        write_mode="peaks",
+    )
     assert cli.main(["geom", "--cxi", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "p0/corner_x = -4" in lines and "clen = 0.3" in lines
@@ -68,10 +102,21 @@ def test_geom_keeps_the_writers_geometry_and_flags_peaks_only_files(tmp_path, ca
 
 
 def test_inspect_reports_events_peaks_hits_and_energy(tmp_path, capsys) -> None:
-    first = _write(tmp_path / "a", np.zeros((4, 8, 8)), [12, 3, 20, 11],
-                   [True, False, True, True], [9000.0, 1.0, 9100.0, 9050.0])
-    second = _write(tmp_path / "b", np.zeros((2, 8, 8)), [5, 15], [False, True],
-                    [8000.0, 8900.0], write_mode="all")
+    first = _write(
+        tmp_path / "a",
+        np.zeros((4, 8, 8)),
+        [12, 3, 20, 11],
+        [True, False, True, True],
+        [9000.0, 1.0, 9100.0, 9050.0],
+    )
+    second = _write(
+        tmp_path / "b",
+        np.zeros((2, 8, 8)),
+        [5, 15],
+        [False, True],
+        [8000.0, 8900.0],
+        write_mode="all",
+    )
     assert cli.main(["inspect", "--json", str(first), str(second)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["events"] for row in rows] == [3, 2, 5]

@@ -22,6 +22,16 @@ from peaknet_serve.live import ASSETS, BatchSummarizer, LiveBoard, asset, summar
 from peaknet_serve.peaks import is_hit
 from peaknet_serve.synthetic import SyntheticFrames
 from tests.conftest import free_port
+from tests.serve_app import (
+    Pusher,
+    app_config,
+    deploy,
+    get,
+    settled,
+    undeploy,
+    wait_for,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -216,14 +226,18 @@ def test_the_routes_serve_the_page_and_refuse_other_files(live_server: dict[str,
     assert httpx.get(f"{url}/live/board.py").status_code == 404
 
 
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and not os.environ.get("CI"),
     reason="chromium is not installed (scripts/test.sh installs it where it can; CI must have it)",
 )
+
+
+@needs_chromium
 def test_the_page_loads_updates_and_circles_the_peaks_of_the_latest_hit(
     live_server: dict[str, Any], tmp_path: Path
 ) -> None:
     from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -265,3 +279,44 @@ def test_the_page_loads_updates_and_circles_the_peaks_of_the_latest_hit(
     assert (tmp_path / "live-page.png").stat().st_size > 10_000
     if os.environ.get("PEAKNET_UPDATE_SCREENSHOT"):  # docs/live-page.png is this screenshot
         shutil.copyfile(tmp_path / "live-page.png", ROOT / "docs" / "live-page.png")
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_the_page_of_a_running_service_follows_the_frames(
+    ray_cluster: dict[str, str], tmp_path: Path
+) -> None:
+    """The real ingress, model and writer on a local Ray, frames pushed while the page is open."""
+    from playwright import sync_api
+
+    port = free_port()
+    deploy(ray_cluster, app_config(tmp_path, port))
+    pusher = Pusher(port, frames=96, batch_size=8, seed=9, rate=12.0)
+    try:
+        wait_ready(ray_cluster)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1160, "height": 1000})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(ray_cluster["http"] + "/")
+                page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1")
+                first = page.text_content("#totals")
+                pusher.start()
+                page.wait_for_function(
+                    "Number(document.getElementById('latest-hit').dataset.circles || 0) > 0",
+                    timeout=120_000,
+                )
+                assert page.text_content("#totals") != first, "the totals did not change"
+                assert "PeakNet: 1" in page.text_content("#replicas")
+                assert errors == []
+            finally:
+                browser.close()
+        summary = pusher.result()
+        wait_for(lambda: settled(ray_cluster, 96), timeout=180, what="96 frames to settle")
+        live = get(ray_cluster, "/live.json").json()
+        assert live["totals"]["frames"] == 96
+        assert live["totals"]["hits"] == sum(t.is_hit for t in summary.truth)
+    finally:
+        undeploy(ray_cluster)

@@ -27,14 +27,14 @@ import pytest
 
 from peaknet_serve.pusher import push_frames
 from tests.conftest import free_port
-from tests.test_service_app import (
+from tests.serve_app import (
     APP,
     FRAME_SHAPE,
     PEAKS_PER_HIT,
     app_config,
+    applications,
     cxi_events,
     get,
-    serve_applications,
     settled,
     status,
     undeploy,
@@ -154,7 +154,7 @@ def across_two_nodes(tmp_path: Path, port: int) -> dict[str, Any]:
 
 
 def replica_nodes(cluster: dict[str, str], deployment: str) -> list[str]:
-    app = serve_applications(cluster).get(APP, {})
+    app = applications(cluster).get(APP, {})
     replicas = app.get("deployments", {}).get(deployment, {}).get("replicas", [])
     return [r["node_id"] for r in replicas if r.get("state") == "RUNNING"]
 

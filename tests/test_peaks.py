@@ -190,8 +190,11 @@ def test_bad_pixel_mask_from_hdf5_and_npz(tmp_path) -> None:
     np.savez(tmp_path / "bad.npz", first=bad, second=bad)
     image = _frame(mask.shape)
     for path, key in (("bad.h5", "/entry/bad"), ("bad.npz", "second")):
-        config = PeaksConfig(bad_pixel_mask=str(tmp_path / path), bad_pixel_mask_key=key,
-                             bad_pixel_mask_convention="nonzero_bad")
+        config = PeaksConfig(
+            bad_pixel_mask=str(tmp_path / path),
+            bad_pixel_mask_key=key,
+            bad_pixel_mask_convention="nonzero_bad",
+        )
         assert find_peaks(mask, image, config).y.tolist() == [2.5]
     with pytest.raises(ConfigError, match="bad_pixel_mask_key"):
         PeakFinder(PeaksConfig(bad_pixel_mask=str(tmp_path / "bad.npz"))).find(mask, image)
@@ -200,8 +203,9 @@ def test_bad_pixel_mask_from_hdf5_and_npz(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no file"):
         PeakFinder(PeaksConfig(bad_pixel_mask=str(tmp_path / "nope.npy"))).find(mask, image)
     with pytest.raises(ConfigError, match="shape"):
-        PeakFinder(PeaksConfig(bad_pixel_mask=str(tmp_path / "bad.h5"),
-                               bad_pixel_mask_key="/entry/bad")).find(mask[:5], image[:5])
+        PeakFinder(
+            PeaksConfig(bad_pixel_mask=str(tmp_path / "bad.h5"), bad_pixel_mask_key="/entry/bad")
+        ).find(mask[:5], image[:5])
 
 
 def test_panel_stack_is_labelled_per_panel_and_takes_a_slab_mask(tmp_path) -> None:

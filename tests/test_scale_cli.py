@@ -16,7 +16,7 @@ from peaknet_serve import cli, scale_cli
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.pusher import push_frames
 from tests.conftest import free_port
-from tests.test_service_app import (
+from tests.serve_app import (
     APP,
     FRAME_SHAPE,
     PEAKS_PER_HIT,

@@ -13,7 +13,7 @@ import pytest
 
 from peaknet_serve.wire import encode_batch
 from tests.conftest import free_port
-from tests.reliability.helpers import (
+from tests.serve_app import (
     FRAME_SHAPE,
     Pusher,
     app_config,

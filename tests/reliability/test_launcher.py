@@ -15,7 +15,7 @@ import yaml
 
 from peaknet_serve.synthetic import SyntheticFrames
 from tests.conftest import free_port
-from tests.reliability.helpers import (
+from tests.serve_app import (
     FRAME_SHAPE,
     PEAKS_PER_HIT,
     Pusher,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.reliability.helpers import (
+from tests.serve_app import (
     Pusher,
     app_config,
     cxi_timestamps,

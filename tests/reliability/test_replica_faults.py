@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.reliability.helpers import (
+from tests.serve_app import (
     APP,
     Pusher,
     app_config,

@@ -1,5 +1,6 @@
-"""Deploying the application through the Serve REST API, and reading its state, for the
-reliability tests (frames of 128x128 with 8 peaks per hit: the demo model finds them)."""
+"""Deploying the application through the Serve REST API (as ``serve deploy`` does), pushing to
+it and reading its state and files, for the tests that run the whole service (frames of 128x128
+with 8 peaks per hit: the shipped demo model finds them)."""
 
 from __future__ import annotations
 
@@ -145,6 +146,21 @@ def cxi_timestamps(out_dir: Path) -> list[int]:
             found.extend(int(t) for t in f["/LCLS/timestamp"][()])
             assert f["/entry_1/data_1/data"].shape[0] == f["/LCLS/timestamp"].shape[0]
     return sorted(found)
+
+
+def cxi_events(out_dir: Path) -> dict[str, Any]:
+    """Timestamps, photon energies and peak counts of every event in the finished CXI files."""
+    timestamps, energies, n_peaks, files = [], [], [], []
+    for path in sorted(out_dir.glob("*.cxi")):
+        with h5py.File(path, "r") as f:
+            timestamps.extend(int(t) for t in f["/LCLS/timestamp"][()])
+            energies.extend(f["/LCLS/photon_energy_eV"][()])
+            n = f["/entry_1/result_1/nPeaks"][()]
+            n_peaks.extend(n)
+            assert f["/entry_1/result_1/peakTotalIntensity"].shape[1] >= max(n, default=0)
+            assert f["/entry_1/data_1/data"].shape[0] == len(n)
+        files.append(path.name)
+    return {"timestamps": timestamps, "energies": energies, "n_peaks": n_peaks, "files": files}
 
 
 def hit_timestamps(*summaries: PushSummary) -> list[int]:
