@@ -211,7 +211,7 @@ def test_scaling_the_writer_up_and_down_while_frames_flow_loses_nothing(
                 peaks=PEAKS_PER_HIT,
                 hit_fraction=0.5,
                 seed=13,
-                rate=20.0,
+                rate=6.0,  # ~33 s of frames: both scalings happen while they flow
             )
 
         pusher = threading.Thread(target=push)
