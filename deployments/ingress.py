@@ -8,7 +8,6 @@ import logging
 import os
 import time
 import uuid
-from functools import partial
 from typing import Any
 
 import ray
@@ -22,6 +21,7 @@ from ray.serve.handle import DeploymentHandle
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
+from peaknet_serve.errors import DecodeError
 from peaknet_serve.live import LiveBoard
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.health import WriterHealth
@@ -31,7 +31,7 @@ from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.screen import NON_FINITE, split_non_finite
-from peaknet_serve.wire import FrameBatch, Quarantine, decode_message, make_source
+from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Ingress:
         )
         self._pump = Pump(
             source=make_source(config.source),
-            decode=partial(decode_message, config=config.decode),
+            decode=self._decode,
             submit=self._submit,
             ledger=self.ledger,
             max_in_flight=config.ingress.max_in_flight_batches,
@@ -113,6 +113,17 @@ class Ingress:
             "ingress up; control endpoints %s",
             "need a bearer token" if self._token else "are open (no token configured)",
         )
+
+    def _decode(self, payload: Message) -> FrameBatch:
+        """``decode_message``, counted in the replica metrics (runs in a worker thread)."""
+        n_bytes = memoryview(payload).nbytes
+        try:
+            batch = decode_message(payload, self._config.decode)
+        except DecodeError as exc:
+            self._metrics.rejected(n_bytes=n_bytes, reason=exc.reason)
+            raise
+        self._metrics.received(n_bytes=n_bytes, frames=len(batch))
+        return batch
 
     async def _submit(self, batch: FrameBatch) -> BatchOutcome:
         """``_send`` one batch, and export its outcome as replica metrics."""
@@ -261,6 +272,14 @@ class Ingress:
             logger.warning("status: no writer answered: %s", _describe(exc))
             return {"writable": False, "write_error": f"no answer: {_describe(exc)}"}
 
+    async def _gpu_status(self) -> dict[str, Any]:
+        """The GPU of the PeakNet replica that answers (name, index, memory, health)."""
+        try:
+            return await asyncio.wait_for(self._peaknet.gpu_status.remote(), 10)
+        except (TimeoutError, *RETRYABLE) as exc:
+            logger.warning("status: no PeakNet replica answered: %s", _describe(exc))
+            return {"error": f"no answer: {_describe(exc)}"}
+
     @app.get("/healthz")
     def healthz(self) -> JSONResponse:
         """Liveness: the pull loop is running."""
@@ -300,6 +319,7 @@ class Ingress:
             "transport": self._config.source.transport,
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
+            "gpu": await self._gpu_status(),
             "batches_quarantined": quarantine.saved if quarantine else 0,
         }
 

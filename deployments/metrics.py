@@ -29,11 +29,6 @@ class IngressMetrics:
         self.bytes = Counter("peaknet_ingress_bytes", "Bytes pulled from the socket.")
         self.frames = Counter("peaknet_ingress_frames", "Frames by outcome.", tag_keys=("outcome",))
         self.in_flight = Gauge("peaknet_ingress_batches_in_flight", "Batches sent on, not done.")
-        self.wait = Histogram(
-            "peaknet_ingress_window_wait_seconds",
-            "Time a decoded batch waited for room in the in-flight window.",
-            boundaries=SECONDS_BUCKETS,
-        )
         self.batch = Histogram(
             "peaknet_ingress_batch_seconds",
             "Time from submitting a batch to its outcome (model and writer, retries included).",

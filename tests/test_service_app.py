@@ -71,6 +71,7 @@ def test_frames_flow_from_pushers_to_cxi_files_and_every_frame_is_counted(
         s = status(ray_cluster)
         assert s["received"] == s["hits_written"] + s["non_hits"] + s["failed"] + s["in_flight"]
         assert (s["received"], s["failed"], s["messages_rejected"]) == (66, 0, 1)
+        assert s["gpu"]["device"] == "cpu" and s["gpu"]["healthy"] is True
         assert s["hits_written"] == sum(t.is_hit for t in pushed), s
         assert 0 < s["hits_written"] < 66
         assert get(ray_cluster, "/healthz").json() == {"alive": True}
