@@ -11,14 +11,20 @@ the others per shape, each a function ``(args, shape, batch) -> list[Row]`` in `
     model      bare PeakNet on device-resident padded input: eager fp32, eager and compiled
                in --precisions with channels_last
     engine     InferenceEngine from numpy host arrays (float32 and float64), per precision x mode
-    agreement  bf16 and fp16 masks against fp32 masks of the same random-init model
+    agreement  bf16 and fp16 masks against fp32 masks of the same model: random-init standard
+               preset, and the shipped demo model on synthetic frames
     profile    torch.profiler of the compiled bf16 model: top CUDA kernels
     warmup     time to ready of a fresh process (health check, model, engine, compile of the
                first --modes mode at --batch) with an empty compile cache, then of a second fresh
                process with the cache filled; the second also times known-shape batches while
-               batches of a frame shape not warmed up (--new-shape) run, uncompiled
-The whole-service part (pusher -> ingress -> PeakNet -> writer) is not here yet: it needs Ray
-Serve, pynng and FastAPI on the GPU host (see docs/benchmarks.md).
+               batches of a frame shape not warmed up (--new-shape) run (uncompiled; with
+               --modes aot until its package, built in the background, is loaded)
+    service    the whole service (``peaknet-serve run`` on deployments/gpu-node.yaml, local Ray,
+               one PeakNet replica per GPU, --writers writers): --pushers synthetic LCLStreamer
+               ranks push --service-frames frames at full speed; frames/s settled (written or
+               judged non-hit) in steady state, every frame accounted for, CXI events counted.
+               The standard preset has random weights here, so the hit rule is off (every frame
+               is written: the writers' worst case). Needs Ray Serve, pynng and FastAPI.
 
 Compilation costs ~50 s per (shape, mode) for the standard model on an H100: choose --shapes,
 --modes and --parts to fit a run into its time limit.
@@ -84,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for JSON/logs")
     parser.add_argument("--new-shape", default="1024x1024", help="warmup part: shape compiled late")
     parser.add_argument("--cache-dir", default="", help="warmup part: compile cache (temp if '')")
+    parser.add_argument("--service-frames", type=int, default=3200, help="service part: frames")
+    parser.add_argument("--pushers", type=int, default=4, help="service part: pusher ranks")
+    parser.add_argument("--writers", type=int, default=4, help="service part: writer replicas")
     parser.add_argument("--warmup-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -245,9 +254,17 @@ def check_engine(args: argparse.Namespace) -> None:
     """The engine on the GPU gives the direct masks: mixed batches, odd shape, dtypes, overlap."""
     shape = (333, 517)
     frames = _frames(23, shape, seed=2)
-    for precision, mode in (("fp32", "off"), ("bf16", "off"), ("bf16", "reduce-overhead")):
+    cache = tempfile.mkdtemp(prefix="peaknet-check-cache-")
+    variants = [("fp32", "off"), ("bf16", "off"), ("bf16", "reduce-overhead"), ("bf16", "aot")]
+    for precision, mode in variants:
         config = EngineConfig(
-            device="cuda", precision=precision, compile=mode, batch_buckets=(4, 8), num_buffers=2
+            device="cuda",
+            precision=precision,
+            compile=mode,
+            batch_buckets=(4, 8),
+            num_buffers=2,
+            compile_cache_dir=cache,
+            aot_build_processes=2,
         )
         torch.manual_seed(0)
         model = build_peaknet(load_preset("peaknet-demo"))  # compiles in seconds
@@ -304,6 +321,31 @@ def bench_agreement(args: argparse.Namespace, shape: tuple[int, int], batch: int
                 Row("agreement", _label(shape), f"{name} vs fp32", frames.shape[0], 0, note)
             )
             rows[-1].variant += f" equal {equal:.6f}"
+            _print_row(rows[-1])
+    rows += _demo_agreement(shape)
+    return rows
+
+
+def _demo_agreement(shape: tuple[int, int]) -> list[Row]:
+    """The shipped demo model on synthetic frames with spots (what it was trained on)."""
+    from peaknet_serve.config import ModelSection
+    from peaknet_serve.pipeline import load_model
+    from peaknet_serve.synthetic import SyntheticFrames
+
+    images, _ = SyntheticFrames(shape=shape, peaks=30, hit_fraction=1.0, seed=5).batch(0, 8)
+    frames = torch.from_numpy(images).cuda()
+    base = load_model(ModelSection(weights="builtin:peaknet-demo")).cuda()
+    rows = []
+    with torch.inference_mode():
+        reference = predict_mask(base, frames, InputConfig(), torch.float32)
+        for name in ("bf16", "fp16"):
+            model = copy.deepcopy(base).to(dtype=DTYPES[name], memory_format=torch.channels_last)
+            masks = predict_mask(model, frames, InputConfig(), DTYPES[name])
+            equal = float((masks == reference).float().mean())
+            differ = int((masks != reference).sum())
+            note = f"demo model, {differ} of {masks.numel()} pixels differ"
+            variant = f"demo {name} vs fp32 equal {equal:.6f}"
+            rows.append(Row("agreement", _label(shape), variant, 8, 0, note))
             _print_row(rows[-1])
     return rows
 
@@ -410,6 +452,11 @@ def bench_warmup(args: argparse.Namespace, shape: tuple[int, int], batch: int) -
                 f"{facts['known_fps_during']:.1f} f/s while {args.new_shape} ran uncompiled "
                 f"({facts['new_fps']:.1f} f/s, first batch {facts['new_first_s']:.1f} s)"
             )
+            if "new_fps_compiled" in facts:
+                note += (
+                    f"; {args.new_shape} compiled after {facts['new_compiled_after_s']:.0f} s, "
+                    f"then {facts['new_fps_compiled']:.1f} f/s"
+                )
             rows.append(
                 Row(
                     "warmup",
@@ -484,13 +531,152 @@ async def _known_during_new(
 
     start = time.perf_counter()
     await asyncio.gather(caller("known", known), caller("known", known), caller("new", new))
+    facts: dict[str, object] = {"new_first_s": first, "known_fps_before": before}
+    while engine.pending_builds():  # aot: the new shape's package builds in a child process
+        deadline = time.perf_counter() + 1.0
+        await asyncio.gather(caller("known", known), caller("known", known), caller("new", new))
     elapsed = time.perf_counter() - start
-    return {
-        "known_fps_before": before,
-        "known_fps_during": counts["known"] / elapsed,
-        "new_fps": counts["new"] / elapsed,
-        "new_first_s": first,
+    facts |= {"known_fps_during": counts["known"] / elapsed, "new_fps": counts["new"] / elapsed}
+    if engine.pending_builds() == [] and engine.describe()["aot"] is not None:
+        facts["new_compiled_after_s"] = time.perf_counter() - start + first
+        await asyncio.sleep(2.0)  # the launcher loads and warms the package
+        facts["new_fps_compiled"] = await _drive(engine, new, args.seconds, 2)
+        facts["new_warm"] = engine.describe()["warm"]
+    return facts
+
+
+def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
+    """Pushers -> ingress -> PeakNet -> writers on this host, the way an operator runs it."""
+    import signal
+
+    import h5py
+    import httpx
+    import yaml
+
+    workdir = tempfile.mkdtemp(prefix="peaknet-service-")
+    gpus = torch.cuda.device_count()
+    config_path = os.path.join(workdir, "service.yaml")
+    with open(config_path, "w") as fh:
+        yaml.safe_dump(_service_config(args, shape, batch, workdir, gpus), fh)
+    log_path = os.path.join(args.out, f"service-{_label(shape)}.log")
+    cli = [sys.executable, "-m", "peaknet_serve.cli"]
+    url = "http://127.0.0.1:8000"
+    with open(log_path, "w") as log:
+        service = subprocess.Popen([*cli, "run", config_path], stdout=log, stderr=log)
+    try:
+        _wait_ready(url, service, timeout=900)
+        per_rank = args.service_frames // args.pushers
+        total = per_rank * args.pushers
+        pushers = [
+            subprocess.Popen(
+                [
+                    *cli,
+                    "--log-level=warning",
+                    "push",
+                    "--address=tcp://127.0.0.1:12321",
+                    f"--frames={per_rank}",
+                    f"--batch-size={batch}",
+                    "--shape",
+                    str(shape[0]),
+                    str(shape[1]),
+                    "--cycle=8",
+                    f"--rank={rank}",
+                    "--linger=60",
+                    "--no-progress",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            for rank in range(args.pushers)
+        ]
+        samples = []
+        start = time.perf_counter()
+        while True:
+            status = httpx.get(f"{url}/status", timeout=30).json()
+            settled = status["hits_written"] + status["non_hits"] + status["failed"]
+            samples.append((time.perf_counter() - start, settled))
+            if status["received"] >= total and status["in_flight"] == 0:
+                break
+            if time.perf_counter() - start > 900:
+                raise RuntimeError(f"service did not settle {total} frames: {status}")
+            time.sleep(0.25)
+        for pusher in pushers:
+            pusher.wait(timeout=120)
+    finally:
+        service.send_signal(signal.SIGINT)  # drains, closes and renames the CXI files
+        service.wait(timeout=300)
+    events = 0
+    for path in sorted(os.listdir(os.path.join(workdir, "out"))):
+        if path.endswith(".cxi"):
+            with h5py.File(os.path.join(workdir, "out", path)) as f:
+                events += f["/entry_1/data_1/data"].shape[0]
+    rate = _steady_rate(samples, total)
+    note = (
+        f"{total} frames: {status['hits_written']} written, {status['non_hits']} non-hits, "
+        f"{status['failed']} failed; {events} events in CXI files; "
+        f"GPU {status.get('gpu', {}).get('name', '?')}"
+    )
+    variant = f"{args.modes.split(',')[0]} {args.precisions.split(',')[0]}, {gpus} GPU(s)"
+    rows = [Row("service", _label(shape), variant, batch, rate, note)]
+    _print_row(rows[0])
+    return rows
+
+
+def _service_config(
+    args: argparse.Namespace, shape: tuple[int, int], batch: int, workdir: str, gpus: int
+) -> dict[str, object]:
+    """deployments/gpu-node.yaml for this host: random weights, every frame written."""
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "deployments", "gpu-node.yaml")) as fh:
+        config = yaml.safe_load(fh)
+    config["http_options"]["host"] = "127.0.0.1"
+    app = config["applications"][0]
+    app["args"] |= {
+        "source": {"transport": "nng", "mode": "listen", "addresses": ["tcp://127.0.0.1:12321"]},
+        "quarantine_dir": os.path.join(workdir, "quarantine"),
+        "model": {"preset": args.preset, "random_weights_seed": 0},
+        "hits": {"min_peaks": 0, "max_peaks": 10**9},
     }
+    app["args"]["engine"] |= {
+        "precision": args.precisions.split(",")[0],
+        "compile": args.modes.split(",")[0],
+        "batch_buckets": sorted({1, 2, 4, 8, batch}),
+        "compile_cache_dir": args.cache_dir or os.path.join(workdir, "compile-cache"),
+    }
+    app["args"]["warmup"] = {"frame_shapes": [list(shape)], "batch_sizes": [batch]}
+    app["args"]["output"] |= {"output_dir": os.path.join(workdir, "out")}
+    for deployment in app["deployments"]:
+        if deployment["name"] == "PeakNet":
+            deployment["num_replicas"] = gpus
+            deployment["user_config"]["max_batch_frames"] = batch
+        if deployment["name"] == "PeakFinderWriter":
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = args.writers
+    return config
+
+
+def _wait_ready(url: str, service: subprocess.Popen[bytes], timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise RuntimeError(f"the service exited with {service.returncode}; see its log")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(f"the service was not ready after {timeout:.0f} s")
+
+
+def _steady_rate(samples: list[tuple[float, int]], total: int) -> float:
+    """Frames/s between 20% and 90% of ``total`` settled: no ramp-up, no tail."""
+    first = next(s for s in samples if s[1] >= 0.2 * total)
+    last = next(s for s in samples if s[1] >= 0.9 * total)
+    return (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
 
 
 PARTS: dict[str, Callable[[argparse.Namespace, tuple[int, int], int], list[Row]]] = {
@@ -499,6 +685,7 @@ PARTS: dict[str, Callable[[argparse.Namespace, tuple[int, int], int], list[Row]]
     "agreement": bench_agreement,
     "profile": bench_profile,
     "warmup": bench_warmup,
+    "service": bench_service,
 }
 
 

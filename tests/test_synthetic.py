@@ -27,6 +27,19 @@ def test_same_seed_and_event_give_the_same_frame_in_any_order() -> None:
     assert not np.array_equal(images[0], other[0])
 
 
+def test_cycle_reuses_images_under_new_event_numbers_and_timestamps() -> None:
+    plain = SyntheticFrames(shape=(64, 80), peaks=5, seed=3)
+    cycled = SyntheticFrames(shape=(64, 80), peaks=5, seed=3, cycle=3)
+    images, truths = cycled.batch(100, 7)
+    assert [t.event for t in truths] == list(range(100, 107))
+    assert [t.timestamp for t in truths] == [event_timestamp(e) for e in range(100, 107)]
+    source, source_truth = plain.batch(0, 3)  # 100 % 3 == 1: the content of events 1, 2, 0, 1..
+    for i, event in enumerate(range(100, 107)):
+        np.testing.assert_array_equal(images[i], source[event % 3])
+        np.testing.assert_array_equal(truths[i].y, source_truth[event % 3].y)
+    assert not np.array_equal(images[0], images[1])
+
+
 def test_hit_fraction_and_peak_count() -> None:
     gen = SyntheticFrames(shape=(64, 64), peaks=6, hit_fraction=0.3, seed=1)
     _, truths = gen.batch(0, 200)
@@ -116,6 +129,7 @@ def test_truth_records_and_arrays() -> None:
         {"hit_fraction": 1.5},
         {"shape": (12, 12)},
         {"shape": (32, 32), "peaks": 50},
+        {"cycle": -1},
     ],
 )
 def test_invalid_settings_are_config_errors(kwargs: dict) -> None:

@@ -15,7 +15,7 @@ event indices; ``event_timestamp(e)`` maps an index to a unique LCLS-style uint6
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,10 @@ class SyntheticFrames:
         margin: minimum distance of a spot centre from the panel edge (pixels).
         min_distance: minimum distance between two spot centres on one panel (pixels).
         wavelength_nm: mean wavelength; each event varies by 0.1 %.
+        cycle: reuse the content of this many frames (0: every frame is new). Event ``e`` then
+            carries the image, spots and wavelength of event ``e % cycle`` under its own event
+            number and timestamp, so a load test is not limited by making frames (~10 frames/s
+            per core at 1920x1920).
     """
 
     def __init__(
@@ -115,7 +119,10 @@ class SyntheticFrames:
         margin: int = 8,
         min_distance: float = 12.0,
         wavelength_nm: float = 0.13,
+        cycle: int = 0,
     ) -> None:
+        if cycle < 0:
+            raise ConfigError(f"cycle={cycle} must be 0 (off) or a number of frames")
         if len(shape) not in (2, 3) or min(shape) < 1:
             raise ConfigError(f"frame shape {shape} must be (H, W) or (P, H, W)")
         if np.dtype(dtype) not in _DTYPES:
@@ -146,6 +153,8 @@ class SyntheticFrames:
         self.margin = margin
         self.min_distance = min_distance
         self.wavelength_nm = wavelength_nm
+        self.cycle = cycle
+        self._cycled: dict[int, tuple[np.ndarray, FrameTruth]] = {}
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         cy, cx = (height - 1) / 2, (width - 1) / 2
         self._radius = np.hypot(yy - cy, xx - cx).astype(np.int32)
@@ -154,6 +163,15 @@ class SyntheticFrames:
 
     def frame(self, event: int) -> tuple[np.ndarray, FrameTruth]:
         """One frame (shape ``self.shape``) and its truth."""
+        if not self.cycle:
+            return self._make(event)
+        source = event % self.cycle
+        if source not in self._cycled:
+            self._cycled[source] = self._make(source)
+        image, truth = self._cycled[source]
+        return image, replace(truth, event=event, timestamp=event_timestamp(event))
+
+    def _make(self, event: int) -> tuple[np.ndarray, FrameTruth]:
         rng = np.random.default_rng([self.seed, event])
         wavelength = self.wavelength_nm * (1.0 + 1e-3 * rng.standard_normal())
         n = self.peaks if rng.random() < self.hit_fraction else 0

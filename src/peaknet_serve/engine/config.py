@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from peaknet_serve._section import Section
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-CompileMode = Literal["off", "default", "max-autotune", "reduce-overhead"]
+CompileMode = Literal["off", "default", "max-autotune", "reduce-overhead", "aot"]
 
 
 class EngineConfig(Section):
@@ -42,11 +42,14 @@ class EngineConfig(Section):
     )
     compile: CompileMode = Field(
         default="off",
-        description='torch.compile mode: "off", "default", "max-autotune" or "reduce-overhead" '
-        '(CUDA graphs; on a CPU it falls back to default). Use "default" on a GPU: on an H100 it '
-        "doubles the standard model (35 -> 68.5 frames/s at 1920x1920) while reduce-overhead gave "
-        "44.8 in the engine. Every (batch bucket, frame shape) pair compiles once, in `warmup` or "
-        "on first use (~35-50 s each for the standard model).",
+        description='torch.compile mode: "off", "default", "max-autotune", "reduce-overhead" '
+        '(CUDA graphs; on a CPU it falls back to default) or "aot" (torch.export + AOTInductor '
+        "packages built in a child process and kept in compile_cache_dir/aot: a restart loads "
+        "them instead of compiling, and a frame shape that was not warmed up is built in the "
+        'background while its batches run uncompiled). On an H100 "default" doubles the standard '
+        "model (35 -> 68.5 frames/s at 1920x1920) while reduce-overhead gave 44.8 in the engine. "
+        "Every (batch bucket, frame shape) pair compiles once (~35-60 s each for the standard "
+        "model).",
     )
     num_buffers: int = Field(
         default=3,
@@ -85,9 +88,17 @@ class EngineConfig(Section):
     compile_cache_dir: Path | None = Field(
         default=None,
         description="Directory of torch.compile's on-disk caches (compiled graphs, Triton "
-        "kernels, autotuning), kept across restarts so a restarted replica warms up in seconds; "
+        'kernels, autotuning) and of the compile="aot" packages, kept across restarts: a '
+        "restarted replica skips Inductor (default mode) or the whole build (aot); "
         "null keeps $TORCHINDUCTOR_CACHE_DIR or torch's default /tmp/torchinductor_<user>. "
         "Share it between the replicas of a node.",
+    )
+    aot_build_processes: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description='With compile="aot": packages built at once, each in a child process '
+        "(CPU-heavy, and a CUDA context each on a GPU).",
     )
     cpu_affinity: bool = Field(
         default=True,
@@ -119,8 +130,9 @@ class WarmupConfig(Section):
 
     frame_shapes: list[tuple[int, ...]] = Field(
         default_factory=list,
-        description="(H, W) or (P, H, W) shapes to warm up at start; empty = warm up on the "
-        "first batch of each shape instead (compiled in the background: other shapes go on).",
+        description="(H, W) or (P, H, W) shapes to warm up at start. Batches of other shapes run "
+        'uncompiled; with engine.compile="aot" their package is built in the background and '
+        "used once loaded.",
     )
     batch_sizes: list[int] = Field(
         default_factory=lambda: [16],
@@ -131,7 +143,7 @@ class WarmupConfig(Section):
     fixed_shapes: bool = Field(
         default=False,
         description="Reject frames of shapes not in frame_shapes (a DecodeError naming the "
-        "shape) instead of compiling them at run time.",
+        "shape) instead of running them uncompiled.",
     )
 
     @field_validator("batch_sizes")

@@ -16,10 +16,11 @@ CUDA graphs recorded in ``warmup`` (thread-local in torch.compile) are the ones 
 slots, batch k+1 is copied in while batch k computes and batch k-1 is copied out. Nothing on this
 path synchronises the device. The CPU path runs the same steps without streams or pinned memory.
 
-Compiled engines run a batch compiled only when its (bucket, frame shape) was warmed up; other
-batches run the same model eagerly rather than stop the launcher for a ~50 s compile
-(``shapes.ShapeGate``). On a GPU the engine pins its threads near the GPU first (``affinity``)
-and points torch.compile at a persistent cache (``compile_cache``).
+Compiled engines run a batch compiled only when its (bucket, frame shape) is warm; other batches
+run the same model eagerly rather than stop the launcher for a ~50 s compile
+(``shapes.ShapeGate``). With ``compile="aot"`` such a pair's package is built meanwhile in a child
+process and used once loaded (``aot``). On a GPU the engine pins its threads near the GPU first
+(``affinity``) and points torch.compile at a persistent cache (``compile_cache``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,12 +40,13 @@ import torch
 from torch import nn
 
 from peaknet_serve.engine.affinity import AffinityChoice, pin_process_near
+from peaknet_serve.engine.aot import AotPackages, FrameMasker, Pair
 from peaknet_serve.engine.compile_cache import configure_compile_cache
 from peaknet_serve.engine.config import EngineConfig, WarmupConfig
 from peaknet_serve.engine.shapes import ShapeGate
 from peaknet_serve.engine.staging import Slot, SlotPool, Staging, StagingStats
 from peaknet_serve.errors import ConfigError, DecodeError
-from peaknet_serve.model import InputConfig, crop, mask_from_logits, prepare_batch
+from peaknet_serve.model import InputConfig
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +154,21 @@ class InferenceEngine:
         if self._channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
+        self._masker = FrameMasker(model, inputs, self._model_dtype, self._channels_last)
 
+        self._aot: AotPackages | None = None
+        self._aot_runners: dict[Pair, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self._aot_requested: set[Pair] = set()
+        if engine.compile == "aot":
+            if engine.autocast:
+                raise ConfigError("engine.compile='aot' casts the weights: set autocast to false")
+            assert self.compile_cache_dir is not None
+            self._aot = AotPackages(
+                self._masker,
+                self.compile_cache_dir / "aot",
+                self.device,
+                processes=engine.aot_build_processes,
+            )
         self._forward = self._compile(self._forward_eager)
         self._pool = SlotPool(engine.num_buffers, capacity=self._max_bucket, device=self.device)
         self._launcher = ThreadPoolExecutor(
@@ -162,7 +178,10 @@ class InferenceEngine:
         )
         self._copier = ThreadPoolExecutor(engine.copy_threads, thread_name_prefix="peaknet-copy")
         self._gate = ShapeGate(
-            buckets=self._buckets, compiled=engine.compile != "off", fixed=fixed_shapes
+            buckets=self._buckets,
+            compiled=engine.compile != "off",
+            fixed=fixed_shapes,
+            background=self._aot is not None,
         )
         if self._on_gpu:
             torch.backends.cudnn.benchmark = engine.cudnn_benchmark
@@ -205,6 +224,18 @@ class InferenceEngine:
             "fixed_shapes": self._gate.fixed,
             "warm": [list(pair) for pair in self._gate.warm_pairs()],
             "uncompiled": [list(pair) for pair in self._gate.eager_pairs()],
+            "aot": self._describe_aot(),
+        }
+
+    def _describe_aot(self) -> dict[str, Any] | None:
+        if self._aot is None:
+            return None
+        return {
+            "directory": str(self._aot.directory),
+            "model_key": self._aot.key,
+            "building": [list(pair) for pair in self._aot.pending()],
+            "built": self._aot.built,
+            "loaded": self._aot.loaded,
         }
 
     def staging_stats(self) -> StagingStats:
@@ -227,7 +258,7 @@ class InferenceEngine:
 
     def _compile(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
         mode = self.config.compile
-        if mode == "off":
+        if mode in ("off", "aot"):
             return fn
         if mode == "reduce-overhead" and not self._on_gpu:
             logger.warning("compile='reduce-overhead' needs CUDA graphs; using 'default' on a CPU")
@@ -244,12 +275,8 @@ class InferenceEngine:
 
     def _forward_eager(self, frames: torch.Tensor) -> torch.Tensor:
         """float32 (B, H, W) frames -> uint8 (B, H, W) masks; what torch.compile compiles."""
-        x, box = prepare_batch(frames, self.inputs, self._model_dtype)
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            logits = self.model(x)
-        return crop(mask_from_logits(logits), box)
+            return self._masker(frames)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.config.autocast or self.dtype == torch.float32:
@@ -263,6 +290,10 @@ class InferenceEngine:
         """
         if not compiled:
             out.copy_(self._forward_eager(frames.to(torch.float32)))
+            return
+        if self._aot is not None:
+            runner = self._aot_runners[(frames.shape[0], frames.shape[1], frames.shape[2])]
+            out.copy_(runner(frames.to(torch.float32)))
             return
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
@@ -286,6 +317,10 @@ class InferenceEngine:
         buckets = sorted({self.bucket_for(b) for b in (batch_sizes or self._buckets)})
         height, width = frame_shape[-2:]
         runs = 3 if self._cuda_graphs else 1  # cudagraph trees: warm-up run, record, replay
+        if self._aot is not None:  # all builds at once: they run in parallel child processes
+            builds = [self._aot.build((bucket, height, width)) for bucket in buckets]
+            for future in builds:
+                future.result()
         for bucket in buckets:
             stream = self._compute_stream if self._on_gpu else None
             self._launcher.submit(self._warm_one, bucket, height, width, runs, stream).result()
@@ -305,6 +340,8 @@ class InferenceEngine:
     def _warm_one(
         self, bucket: int, height: int, width: int, runs: int, stream: torch.cuda.Stream | None
     ) -> None:
+        if self._aot is not None:
+            self._aot_runners[(bucket, height, width)] = self._aot.load((bucket, height, width))
         on_stream = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         with torch.inference_mode(), on_stream:
             generator = torch.Generator(device=self.device).manual_seed(0)
@@ -355,6 +392,8 @@ class InferenceEngine:
     ) -> None:
         count = frames.shape[0]
         bucket, compiled = self._gate.choose(count, key[0], key[1])
+        if not compiled and self._aot is not None:
+            self._build_in_background((bucket, key[0], key[1]))
         slot = await self._pool.acquire()
         launched: torch.cuda.Event | None = None
         try:
@@ -425,6 +464,37 @@ class InferenceEngine:
                 slot.copied_out.record()
         return slot.copied_out
 
+    def _build_in_background(self, pair: Pair) -> None:
+        """Build ``pair``'s package in a child process; load and warm it on the launcher when
+        it is done, after which its batches run compiled."""
+        assert self._aot is not None
+        if pair in self._aot_requested:
+            return
+        self._aot_requested.add(pair)
+        stream = self._compute_stream if self._on_gpu else None
+
+        def adopt() -> None:
+            try:
+                self._warm_one(*pair, runs=1, stream=stream)
+            except Exception:
+                logger.exception("loading the package of %s failed: it stays uncompiled", pair)
+                return
+            self._gate.mark_warm(*pair)
+            logger.info("batch x shape %s now runs compiled", pair)
+
+        def when_built(future: Future[Any]) -> None:
+            if future.exception() is not None:
+                logger.error("%s: its batches stay uncompiled", future.exception())
+                return
+            with contextlib.suppress(RuntimeError):  # the engine was closed meanwhile
+                self._launcher.submit(adopt)
+
+        self._aot.build(pair).add_done_callback(when_built)
+
+    def pending_builds(self) -> list[Pair]:
+        """(bucket, height, width) pairs whose compiled package is being built."""
+        return self._aot.pending() if self._aot is not None else []
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _on_compute_stream(self) -> contextlib.AbstractContextManager[Any]:
@@ -442,6 +512,8 @@ class InferenceEngine:
 
     def close(self) -> None:
         """Stop the worker threads (after the batches in flight)."""
+        if self._aot is not None:
+            self._aot.close()
         self._launcher.shutdown(wait=True)
         self._copier.shutdown(wait=True)
 

@@ -7,7 +7,9 @@ flag is process-wide: the running graphs fail). So a batch whose pair is not war
 bucket that is warm for its shape (padding is cheaper than waiting) or, failing that, runs the
 model eagerly: slower for that shape (35 vs 68 frames/s for the standard model at 1920x1920),
 while batches of warm pairs are never held up. With ``fixed`` shapes an unknown frame shape is
-rejected instead. Add a shape that stays to ``warmup.frame_shapes``.
+rejected instead. Add a shape that stays to ``warmup.frame_shapes``. With ahead-of-time packages
+(``background``) the engine builds the pair's package in a child process meanwhile and marks the
+pair warm when it is loaded.
 """
 
 from __future__ import annotations
@@ -32,12 +34,22 @@ class ShapeGate:
         compiled: whether the engine compiles (otherwise every batch runs eager at its own
             bucket, and only ``fixed`` matters).
         fixed: reject frame shapes that were not warmed up at start.
+        background: pairs that are not warm get compiled in the background (only the log
+            message depends on it).
     """
 
-    def __init__(self, *, buckets: Sequence[int], compiled: bool, fixed: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        buckets: Sequence[int],
+        compiled: bool,
+        fixed: bool = False,
+        background: bool = False,
+    ) -> None:
         self._buckets = tuple(sorted(buckets))
         self._compiled = compiled
         self.fixed = fixed
+        self._background = background
         self._lock = threading.Lock()
         self._warm_pairs: set[Pair] = set()
         self._eager_pairs: set[Pair] = set()
@@ -47,7 +59,7 @@ class ShapeGate:
         return next((b for b in self._buckets if b >= count), self._buckets[-1])
 
     def mark_warm(self, bucket: int, height: int, width: int) -> None:
-        """Record a pair compiled and run by the start-up warm-up."""
+        """Record a pair compiled and run (by the warm-up, or once its package is loaded)."""
         with self._lock:
             self._warm_pairs.add((bucket, height, width))
 
@@ -61,9 +73,9 @@ class ShapeGate:
             return sorted(self._warm_pairs)
 
     def eager_pairs(self) -> list[Pair]:
-        """Pairs seen at run time that ran eagerly (candidates for ``warmup.frame_shapes``)."""
+        """Pairs seen at run time that ran eagerly and are not warm (yet)."""
         with self._lock:
-            return sorted(self._eager_pairs)
+            return sorted(self._eager_pairs - self._warm_pairs)
 
     def choose(self, count: int, height: int, width: int) -> tuple[int, bool]:
         """(bucket, run compiled) for ``count`` frames of ``height`` x ``width``.
@@ -92,7 +104,10 @@ class ShapeGate:
                 self._eager_pairs.add(pair)
                 logger.warning(
                     "batch x shape %s was not warmed up: running it uncompiled (slower) so "
-                    "compiled batches are not held up; add the shape to warmup.frame_shapes",
+                    "compiled batches are not held up; %s",
                     pair,
+                    "its package builds in the background"
+                    if self._background
+                    else "add the shape to warmup.frame_shapes",
                 )
             return natural, False
