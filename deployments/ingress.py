@@ -85,6 +85,7 @@ class Ingress:
         self._writer = writer
         self._config = config
         self._started = time.time()
+        self._replica = serve.get_replica_context().replica_id.unique_id
         self._token = os.environ.get(config.ingress.control_token_env) or None
         self.ledger = FrameLedger()
         self.live = LiveBoard()
@@ -308,10 +309,13 @@ class Ingress:
 
     @app.get("/status")
     async def status(self) -> dict[str, Any]:
-        """Frame accounting: received = hits_written + non_hits + failed + in_flight."""
+        """Frame accounting of this ingress replica (named by ``replica``; with several
+        ingresses each answers for its own frames): received = hits_written + non_hits + failed
+        + in_flight."""
         quarantine = self._quarantine
         return {
             **self.ledger.snapshot(),
+            "replica": self._replica,
             "batches_in_flight": self._pump.batches_in_flight,
             "paused": self._pump.paused,
             "uptime_s": round(time.time() - self._started, 1),

@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--service-frames", type=int, default=3200, help="service part: frames")
     parser.add_argument("--pushers", type=int, default=4, help="service part: pusher ranks")
     parser.add_argument("--writers", type=int, default=4, help="service part: writer replicas")
+    parser.add_argument(
+        "--layouts",
+        default="",
+        help="service part: runs as GPUSxINGRESSES, e.g. 1x1,2x2 (default: all GPUs x 1). With "
+        "several ingresses the pushers listen and every ingress dials every pusher "
+        "(deployments/multi-gpu.yaml)",
+    )
+    parser.add_argument(
+        "--service-output-dir",
+        default="",
+        help="service part: where CXI files go (a temp folder if ''; /dev/shm takes the disk out)",
+    )
     parser.add_argument("--warmup-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -546,19 +559,30 @@ async def _known_during_new(
 
 
 def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
-    """Pushers -> ingress -> PeakNet -> writers on this host, the way an operator runs it."""
+    """Pushers -> ingress -> PeakNet -> writers on this host, once per --layouts entry."""
+    layouts = args.layouts or f"{torch.cuda.device_count()}x1"
+    rows = []
+    for layout in layouts.split(","):
+        gpus, ingresses = (int(n) for n in layout.split("x"))
+        rows.append(_service_run(args, shape, batch, gpus, ingresses))
+    return rows
+
+
+def _service_run(
+    args: argparse.Namespace, shape: tuple[int, int], batch: int, gpus: int, ingresses: int
+) -> Row:
+    """One service run the way an operator starts it: frames/s settled in steady state."""
     import signal
 
     import h5py
     import httpx
     import yaml
 
-    workdir = tempfile.mkdtemp(prefix="peaknet-service-")
-    gpus = torch.cuda.device_count()
+    workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
     config_path = os.path.join(workdir, "service.yaml")
     with open(config_path, "w") as fh:
-        yaml.safe_dump(_service_config(args, shape, batch, workdir, gpus), fh)
-    log_path = os.path.join(args.out, f"service-{_label(shape)}.log")
+        yaml.safe_dump(_service_config(args, shape, batch, workdir, gpus, ingresses), fh)
+    log_path = os.path.join(args.out, f"service-{_label(shape)}-{gpus}x{ingresses}.log")
     cli = [sys.executable, "-m", "peaknet_serve.cli"]
     url = "http://127.0.0.1:8000"
     with open(log_path, "w") as log:
@@ -567,13 +591,15 @@ def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) 
         _wait_ready(url, service, timeout=900)
         per_rank = args.service_frames // args.pushers
         total = per_rank * args.pushers
+        listen = ingresses > 1
         pushers = [
             subprocess.Popen(
                 [
                     *cli,
                     "--log-level=warning",
                     "push",
-                    "--address=tcp://127.0.0.1:12321",
+                    f"--address={_pusher_address(rank) if listen else _pusher_address(0)}",
+                    f"--mode={'listen' if listen else 'dial'}",
                     f"--frames={per_rank}",
                     f"--batch-size={batch}",
                     "--shape",
@@ -589,9 +615,14 @@ def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) 
             for rank in range(args.pushers)
         ]
         samples = []
+        by_replica: dict[str, dict[str, int]] = {}
         start = time.perf_counter()
         while True:
-            status = httpx.get(f"{url}/status", timeout=30).json()
+            answer = httpx.get(f"{url}/status", timeout=30).json()
+            by_replica[answer["replica"]] = answer  # each ingress counts its own frames
+            keys = ("received", "hits_written", "non_hits", "failed", "in_flight")
+            status = {k: sum(r[k] for r in by_replica.values()) for k in keys}
+            status["gpu"] = answer.get("gpu", {})
             settled = status["hits_written"] + status["non_hits"] + status["failed"]
             samples.append((time.perf_counter() - start, settled))
             if status["received"] >= total and status["in_flight"] == 0:
@@ -615,14 +646,23 @@ def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) 
         f"{status['failed']} failed; {events} events in CXI files; "
         f"GPU {status.get('gpu', {}).get('name', '?')}"
     )
-    variant = f"{args.modes.split(',')[0]} {args.precisions.split(',')[0]}, {gpus} GPU(s)"
-    rows = [Row("service", _label(shape), variant, batch, rate, note)]
-    _print_row(rows[0])
-    return rows
+    variant = (
+        f"{args.modes.split(',')[0]} {args.precisions.split(',')[0]}, {gpus} GPU, "
+        f"{ingresses} ingress"
+    )
+    row = Row("service", _label(shape), variant, batch, rate, note)
+    _print_row(row)
+    shutil.rmtree(workdir, ignore_errors=True)  # CXI files of 1920x1920 frames fill a disk
+    return row
 
 
 def _service_config(
-    args: argparse.Namespace, shape: tuple[int, int], batch: int, workdir: str, gpus: int
+    args: argparse.Namespace,
+    shape: tuple[int, int],
+    batch: int,
+    workdir: str,
+    gpus: int,
+    ingresses: int,
 ) -> dict[str, object]:
     """deployments/gpu-node.yaml for this host: random weights, every frame written."""
     import yaml
@@ -632,8 +672,16 @@ def _service_config(
         config = yaml.safe_load(fh)
     config["http_options"]["host"] = "127.0.0.1"
     app = config["applications"][0]
+    if ingresses > 1:
+        source = {
+            "transport": "nng",
+            "mode": "dial",
+            "addresses": [_pusher_address(rank) for rank in range(args.pushers)],
+        }
+    else:
+        source = {"transport": "nng", "mode": "listen", "addresses": [_pusher_address(0)]}
     app["args"] |= {
-        "source": {"transport": "nng", "mode": "listen", "addresses": ["tcp://127.0.0.1:12321"]},
+        "source": source,
         "quarantine_dir": os.path.join(workdir, "quarantine"),
         "model": {"preset": args.preset, "random_weights_seed": 0},
         "hits": {"min_peaks": 0, "max_peaks": 10**9},
@@ -647,6 +695,8 @@ def _service_config(
     app["args"]["warmup"] = {"frame_shapes": [list(shape)], "batch_sizes": [batch]}
     app["args"]["output"] |= {"output_dir": os.path.join(workdir, "out")}
     for deployment in app["deployments"]:
+        if deployment["name"] == "Ingress":
+            deployment["num_replicas"] = ingresses
         if deployment["name"] == "PeakNet":
             deployment["num_replicas"] = gpus
             deployment["user_config"]["max_batch_frames"] = batch
@@ -654,6 +704,10 @@ def _service_config(
             deployment.pop("autoscaling_config", None)
             deployment["num_replicas"] = args.writers
     return config
+
+
+def _pusher_address(rank: int) -> str:
+    return f"tcp://127.0.0.1:{12321 + rank}"
 
 
 def _wait_ready(url: str, service: subprocess.Popen[bytes], timeout: float) -> None:

@@ -135,6 +135,7 @@ def test_fingerprint_follows_weights_dtype_and_options(demo_model: torch.nn.Modu
 
     base = key(demo_model)
     assert key(copy.deepcopy(demo_model)) == base
+    assert key(copy.deepcopy(demo_model).to(memory_format=torch.channels_last)) == base
     changed = copy.deepcopy(demo_model)
     with torch.no_grad():
         next(changed.parameters()).add_(1e-3)

@@ -78,7 +78,8 @@ def fingerprint(masker: FrameMasker, device: torch.device, options: dict[str, An
     digest.update("\n".join(header).encode())
     for name, tensor in masker.model.state_dict().items():
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().contiguous().view(torch.uint8).cpu().numpy().tobytes())
+        flat = tensor.detach().cpu().clone(memory_format=torch.contiguous_format).reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:20]
 
 
@@ -194,7 +195,13 @@ class AotPackages:
 
 
 def build_package(spec: dict[str, Any]) -> None:
-    """Export the saved masker at one (bucket, H, W) and write its AOTInductor package."""
+    """Export the saved masker at one (bucket, H, W) and write its AOTInductor package.
+
+    The package is loaded and run here, against the model, before it is published under its
+    final name: a package that crashes its loader (as every CUDA package does with the lent
+    H200 image's torch 2.11.0+cu130, see docs/perf-notes.md) or gives other masks kills or fails
+    this child, never the replica.
+    """
     device = torch.device(spec["device"])
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -208,6 +215,13 @@ def build_package(spec: dict[str, Any]) -> None:
         torch._inductor.aoti_compile_and_package(
             program, package_path=str(tmp), inductor_configs=spec["options"]
         )
+        index = device.index if device.index is not None else -1
+        compiled = torch._inductor.aoti_load_package(str(tmp), device_index=index)(example)
+        expected = masker(example)
+    agreement = float((compiled == expected).float().mean())
+    if agreement < 0.999:
+        tmp.unlink()
+        raise AotBuildError(f"the package's masks agree with the model on {agreement:.4%} only")
     os.replace(tmp, target)
 
 
