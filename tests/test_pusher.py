@@ -109,6 +109,29 @@ def test_image_goes_out_as_b1hw_and_without_channel_axis_on_request() -> None:
     assert with_axis[0].images.shape == (3, 32, 48)
 
 
+def test_cli_cycle_repeats_images_under_new_timestamps() -> None:
+    address = free_address()
+    args = cli.build_parser().parse_args(
+        ["push", "--address", address, "--frames", "6", "--batch-size", "3", "--shape", "32", "48",
+         "--peaks", "3", "--cycle", "2", "--linger", "0.2", "--no-progress"]
+    )  # fmt: skip
+
+    async def scenario() -> list[FrameBatch]:
+        results = await asyncio.gather(
+            asyncio.to_thread(pusher.run, args), receive_all(address, "nng", 6)
+        )
+        assert results[0] == 0
+        return results[1]
+
+    batches = asyncio.run(scenario())
+    images = np.concatenate([b.images for b in batches])
+    stamps = np.concatenate([b.metadata["timestamp"] for b in batches])
+    assert len(set(stamps.tolist())) == 6
+    np.testing.assert_array_equal(images[0], images[2])
+    np.testing.assert_array_equal(images[1], images[5])
+    assert not np.array_equal(images[0], images[1])
+
+
 def test_dial_without_listener_waits_then_fails_clearly() -> None:
     started = time.monotonic()
     with pytest.raises(PeakNetServeError, match="connect-timeout"):
