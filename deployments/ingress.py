@@ -18,6 +18,7 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from deployments.board import add_up, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
@@ -37,6 +38,13 @@ logger = logging.getLogger(__name__)
 
 app = FastAPI(title="peaknet-serve", description="Bragg peak finding on LCLStreamer frames.")
 add_live_page(app)
+
+POST_INTERVAL_S = 1.0
+"""How often each ingress posts its counts to the status board."""
+INGRESS_POST_MAX_AGE_S = 5.0
+PEAKNET_POST_MAX_AGE_S = 16.0
+"""PeakNet replicas post on each Serve health check (every 5 s)."""
+TOTALS = ("received", "hits_written", "non_hits", "failed", "in_flight")
 
 RETRYABLE = (
     RayActorError,  # ActorDiedError, ActorUnavailableError: the replica (or its node) went
@@ -85,7 +93,9 @@ class Ingress:
         self._writer = writer
         self._config = config
         self._started = time.time()
-        self._replica = serve.get_replica_context().replica_id.unique_id
+        context = serve.get_replica_context()
+        self._replica = context.replica_id.unique_id
+        self._board = status_board(context.app_name)
         self._token = os.environ.get(config.ingress.control_token_env) or None
         self.ledger = FrameLedger()
         self.live = LiveBoard()
@@ -110,6 +120,7 @@ class Ingress:
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
         self._pump.start()
+        self._poster = asyncio.get_running_loop().create_task(self._post_counts(), name="post")
         logger.info(
             "ingress up; control endpoints %s",
             "need a bearer token" if self._token else "are open (no token configured)",
@@ -218,6 +229,17 @@ class Ingress:
         if not self._pump.alive:
             raise RuntimeError(f"the socket pull loop has died: {self._pump.failure()!r}")
 
+    async def _post_counts(self) -> None:
+        """Post this replica's counts to the status board, so any ingress can add them up."""
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self._board.post.remote("ingress", self._replica, self.ledger.snapshot()), 10
+                )
+            except Exception as exc:  # the board is a convenience: never stop the ingress
+                logger.warning("status board unreachable: %s", _describe(exc))
+            await asyncio.sleep(POST_INTERVAL_S)
+
     async def __del__(self) -> None:
         if hasattr(self, "_pump"):  # absent when __init__ failed before the pump existed
             await self.drain()
@@ -233,6 +255,11 @@ class Ingress:
             return self._account
         drain = self._config.ingress.drain_timeout_s
         await self._pump.stop(drain_timeout_s=drain)
+        self._poster.cancel()
+        try:
+            await asyncio.wait_for(self._board.forget.remote("ingress", self._replica), 10)
+        except Exception as exc:
+            logger.warning("could not take this replica off the status board: %s", _describe(exc))
         account = {**self.ledger.snapshot(), "batches_unsettled": self._pump.batches_in_flight}
         self._account = account
         logger.warning(
@@ -273,6 +300,29 @@ class Ingress:
             logger.warning("status: no writer answered: %s", _describe(exc))
             return {"writable": False, "write_error": f"no answer: {_describe(exc)}"}
 
+    async def _service_totals(self) -> dict[str, Any]:
+        """The counts of every ingress replica added up (this one's as of now)."""
+        try:
+            posts = await asyncio.wait_for(
+                self._board.read.remote("ingress", INGRESS_POST_MAX_AGE_S), 10
+            )
+        except Exception as exc:
+            logger.warning("status: status board unreachable: %s", _describe(exc))
+            posts = {}
+        posts[self._replica] = self.ledger.snapshot()
+        return add_up(posts, TOTALS) | {"ingress_replicas": len(posts)}
+
+    async def _all_gpus(self) -> list[dict[str, Any]]:
+        """Every PeakNet replica's GPU, as posted at its start and on its health checks."""
+        try:
+            posts = await asyncio.wait_for(
+                self._board.read.remote("peaknet", PEAKNET_POST_MAX_AGE_S), 10
+            )
+        except Exception as exc:
+            logger.warning("status: status board unreachable: %s", _describe(exc))
+            return []
+        return [{"replica": replica, **body} for replica, body in posts.items()]
+
     async def _gpu_status(self) -> dict[str, Any]:
         """The GPU of the PeakNet replica that answers (name, index, memory, health)."""
         try:
@@ -309,9 +359,9 @@ class Ingress:
 
     @app.get("/status")
     async def status(self) -> dict[str, Any]:
-        """Frame accounting of this ingress replica (named by ``replica``; with several
-        ingresses each answers for its own frames): received = hits_written + non_hits + failed
-        + in_flight."""
+        """Frame accounting of this ingress replica (``replica``): received = hits_written +
+        non_hits + failed + in_flight; ``service`` adds up every ingress replica, ``gpu`` is the
+        PeakNet replica that answered and ``gpus`` lists every PeakNet replica."""
         quarantine = self._quarantine
         return {
             **self.ledger.snapshot(),
@@ -324,6 +374,8 @@ class Ingress:
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
             "gpu": await self._gpu_status(),
+            "gpus": await self._all_gpus(),
+            "service": await self._service_totals(),
             "batches_quarantined": quarantine.saved if quarantine else 0,
         }
 

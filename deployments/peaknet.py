@@ -8,6 +8,7 @@ configured frame shapes; only then does ``__init__`` return, which is Serve's re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.board import status_board
 from deployments.metrics import PeakNetMetrics
 from peaknet_serve.config import BatchingConfig, ServiceConfig
 from peaknet_serve.engine import GPUHealth, InferenceEngine, resolve_device
@@ -33,7 +35,7 @@ def count_frames(images: list[np.ndarray]) -> int:
     return sum(len(block) for block in images)
 
 
-@serve.deployment(name="PeakNet", max_ongoing_requests=64)
+@serve.deployment(name="PeakNet", max_ongoing_requests=64, health_check_period_s=5)
 class PeakNet:
     """Turns frame batches into uint8 peak masks on one GPU (or the CPU when there is none).
 
@@ -66,10 +68,12 @@ class PeakNet:
         )
         self._max_batch_frames = DEFAULT.max_batch_frames
         self._metrics = PeakNetMetrics()
-        self._profiler = BatchProfiler(
-            config.profiling, name=serve.get_replica_context().replica_id.unique_id
-        )
+        context = serve.get_replica_context()
+        self._replica = context.replica_id.unique_id
+        self._profiler = BatchProfiler(config.profiling, name=self._replica)
         self._warmup_s = self._engine.warmup_all(config.warmup)
+        self._board = status_board(context.app_name)
+        self._board.post.remote("peaknet", self._replica, self.gpu_status())
         logger.info(
             "PeakNet replica ready after %.1f s of warm-up on %s",
             self._warmup_s,
@@ -84,8 +88,22 @@ class PeakNet:
         self._masks_for_blocks.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     async def check_health(self) -> None:
-        """Serve's periodic check: fails after CUDA errors, or when a tiny kernel times out."""
+        """Serve's periodic check: fails after CUDA errors, or when a tiny kernel times out.
+
+        A healthy replica then posts its GPU to the status board (``/status`` ``gpus``).
+        """
         await asyncio.to_thread(self._health.check)
+        try:
+            await asyncio.wait_for(
+                self._board.post.remote("peaknet", self._replica, self.gpu_status()), 5
+            )
+        except Exception as exc:  # the board is a convenience: never fail the health check
+            logger.warning("status board unreachable: %s", exc)
+
+    def __del__(self) -> None:
+        if hasattr(self, "_board"):
+            with contextlib.suppress(Exception):  # Ray may be shutting down
+                self._board.forget.remote("peaknet", self._replica)
 
     def ready(self) -> bool:
         """A replica answers only after ``__init__``: GPU checked, weights loaded, shapes warm."""

@@ -72,6 +72,13 @@ def test_frames_flow_from_pushers_to_cxi_files_and_every_frame_is_counted(
         assert s["received"] == s["hits_written"] + s["non_hits"] + s["failed"] + s["in_flight"]
         assert (s["received"], s["failed"], s["messages_rejected"]) == (66, 0, 1)
         assert s["gpu"]["device"] == "cpu" and s["gpu"]["healthy"] is True
+        # every PeakNet replica (one here); a replica killed by an earlier test ages out
+        wait_for(lambda: len(status(ray_cluster)["gpus"]) == 1, timeout=60, what="one GPU post")
+        assert [g["device"] for g in status(ray_cluster)["gpus"]] == ["cpu"]
+        assert s["service"] == {
+            **{k: s[k] for k in ("received", "hits_written", "non_hits", "failed", "in_flight")},
+            "ingress_replicas": 1,
+        }
         assert s["hits_written"] == sum(t.is_hit for t in pushed), s
         assert 0 < s["hits_written"] < 66
         assert get(ray_cluster, "/healthz").json() == {"alive": True}
@@ -150,3 +157,52 @@ def test_scaling_the_writer_by_config_redeploy_loses_nothing(
     assert sorted(events["timestamps"]) == sorted(t.timestamp for t in truth if t.is_hit)
     writer_ids = {name.rsplit("-", 1)[0] for name in events["files"]}
     assert len(writer_ids) == 2, f"expected files from two writers, got {events['files']}"
+
+
+@pytest.mark.slow
+def test_two_ingress_replicas_dial_one_pusher_and_status_adds_them_up(
+    ray_cluster: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    app = app_config(tmp_path, port)
+    app["args"]["source"]["mode"] = "dial"  # the pusher listens, as LCLStreamer's role: server
+    app["deployments"][0]["num_replicas"] = 2
+    deploy(ray_cluster, app)
+    try:
+        wait_for(lambda: running_replicas(ray_cluster, "Ingress") == 2, timeout=180, what="2")
+        wait_for(
+            lambda: get(ray_cluster, "/readyz").status_code == 200, timeout=180, what="readiness"
+        )
+        summary = push_frames(
+            address=f"tcp://127.0.0.1:{port}",
+            mode="listen",
+            frames=64,
+            batch_size=4,
+            shape=FRAME_SHAPE,
+            peaks=PEAKS_PER_HIT,
+            hit_fraction=0.5,
+            seed=13,
+            linger_s=3.0,
+        )
+
+        def service() -> dict[str, int]:
+            return status(ray_cluster)["service"]
+
+        wait_for(
+            lambda: service()["received"] == 64 and service()["in_flight"] == 0,
+            timeout=180,
+            what="64 frames settled over both ingresses",
+        )
+        totals = service()
+        truth = summary.truth
+        assert totals["ingress_replicas"] == 2
+        assert (totals["hits_written"], totals["non_hits"], totals["failed"]) == (
+            sum(t.is_hit for t in truth),
+            sum(not t.is_hit for t in truth),
+            0,
+        )
+    finally:
+        undeploy(ray_cluster)
+
+    events = cxi_events(tmp_path / "out")
+    assert sorted(events["timestamps"]) == sorted(t.timestamp for t in truth if t.is_hit)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 import httpx
 
@@ -28,15 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def fetch_status(url: str) -> dict[str, object]:
+def fetch_status(url: str) -> dict[str, Any]:
     response = httpx.get(f"{url.rstrip('/')}/status", timeout=10.0)
     response.raise_for_status()
     return response.json()
 
 
-def settled(status: dict[str, object], frames: int) -> bool:
-    """All of ``frames`` received and every received frame written, judged or failed."""
-    return int(status["received"]) >= frames and int(status["in_flight"]) == 0
+def settled(status: dict[str, Any], frames: int) -> bool:
+    """All of ``frames`` received and every received frame written, judged or failed, counted
+    over every ingress replica (``service``) when the answer has that."""
+    counts = _counts(status)
+    return int(counts["received"]) >= frames and int(counts["in_flight"]) == 0
+
+
+def _counts(status: dict[str, Any]) -> dict[str, Any]:
+    service = status.get("service")
+    return service if isinstance(service, dict) else status
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         if args.wait_frames is None or time.monotonic() > deadline:
             if status is not None:
                 sys.stdout.write(json.dumps(status, indent=2) + "\n")
-                error = f"only {status['received']} of {args.wait_frames} frames settled"
+                received = _counts(status)["received"]
+                error = f"only {received} of {args.wait_frames} frames settled"
             sys.stderr.write(f"peaknet-serve status: {error}\n")
             return 1
         time.sleep(0.5)
