@@ -19,6 +19,7 @@ from tests.conftest import free_port
 from tests.serve_app import (
     FRAME_SHAPE,
     PEAKS_PER_HIT,
+    Pusher,
     app_config,
     cxi_events,
     deploy,
@@ -173,17 +174,8 @@ def test_two_ingress_replicas_dial_one_pusher_and_status_adds_them_up(
         wait_for(
             lambda: get(ray_cluster, "/readyz").status_code == 200, timeout=180, what="readiness"
         )
-        summary = push_frames(
-            address=f"tcp://127.0.0.1:{port}",
-            mode="listen",
-            frames=64,
-            batch_size=4,
-            shape=FRAME_SHAPE,
-            peaks=PEAKS_PER_HIT,
-            hit_fraction=0.5,
-            seed=13,
-            linger_s=3.0,
-        )
+        pusher = Pusher(port, mode="listen", frames=64, batch_size=4, seed=13, linger_s=3.0)
+        summary = pusher.run_now()
 
         def service() -> dict[str, int]:
             return status(ray_cluster)["service"]
