@@ -9,14 +9,11 @@ the post of one that died is left out once it is older than the reader's ``max_a
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
-
-logger = logging.getLogger(__name__)
 
 NAMESPACE = "peaknet-serve"
 

@@ -300,27 +300,23 @@ class Ingress:
             logger.warning("status: no writer answered: %s", _describe(exc))
             return {"writable": False, "write_error": f"no answer: {_describe(exc)}"}
 
-    async def _service_totals(self) -> dict[str, Any]:
-        """The counts of every ingress replica added up (this one's as of now)."""
+    async def _board_posts(self, topic: str, max_age_s: float) -> dict[str, dict[str, Any]]:
+        """The status board's recent posts on ``topic``; none when the board does not answer."""
         try:
-            posts = await asyncio.wait_for(
-                self._board.read.remote("ingress", INGRESS_POST_MAX_AGE_S), 10
-            )
+            return await asyncio.wait_for(self._board.read.remote(topic, max_age_s), 10)
         except Exception as exc:
             logger.warning("status: status board unreachable: %s", _describe(exc))
-            posts = {}
+            return {}
+
+    async def _service_totals(self) -> dict[str, Any]:
+        """The counts of every ingress replica added up (this one's as of now)."""
+        posts = await self._board_posts("ingress", INGRESS_POST_MAX_AGE_S)
         posts[self._replica] = self.ledger.snapshot()
         return add_up(posts, TOTALS) | {"ingress_replicas": len(posts)}
 
     async def _all_gpus(self) -> list[dict[str, Any]]:
         """Every PeakNet replica's GPU, as posted at its start and on its health checks."""
-        try:
-            posts = await asyncio.wait_for(
-                self._board.read.remote("peaknet", PEAKNET_POST_MAX_AGE_S), 10
-            )
-        except Exception as exc:
-            logger.warning("status: status board unreachable: %s", _describe(exc))
-            return []
+        posts = await self._board_posts("peaknet", PEAKNET_POST_MAX_AGE_S)
         return [{"replica": replica, **body} for replica, body in posts.items()]
 
     async def _gpu_status(self) -> dict[str, Any]:

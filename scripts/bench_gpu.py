@@ -615,14 +615,10 @@ def _service_run(
             for rank in range(args.pushers)
         ]
         samples = []
-        by_replica: dict[str, dict[str, int]] = {}
         start = time.perf_counter()
         while True:
             answer = httpx.get(f"{url}/status", timeout=30).json()
-            by_replica[answer["replica"]] = answer  # each ingress counts its own frames
-            keys = ("received", "hits_written", "non_hits", "failed", "in_flight")
-            status = {k: sum(r[k] for r in by_replica.values()) for k in keys}
-            status["gpu"] = answer.get("gpu", {})
+            status = answer["service"] | {"gpu": answer["gpu"]}  # every ingress added up
             settled = status["hits_written"] + status["non_hits"] + status["failed"]
             samples.append((time.perf_counter() - start, settled))
             if status["received"] >= total and status["in_flight"] == 0:
