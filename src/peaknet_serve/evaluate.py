@@ -401,13 +401,13 @@ def run(args: argparse.Namespace) -> int:
         ),
     }
     path = "library (LocalPipeline)" if args.library else f"service at {args.url}"
-    print(
+    sys.stdout.write(
         f"{len(truths)} frames {args.shape[0]}x{args.shape[1]}, seed {args.seed}, {path}, "
-        f"{seconds:.1f} s"
+        f"{seconds:.1f} s\n"
     )
-    print(format_table(scores, radius=args.radius))
+    sys.stdout.write(format_table(scores, radius=args.radius) + "\n")
     model = scores["peaknet"]
     if args.fail_under is not None and min(model.recall, model.precision) < args.fail_under:
-        print(f"FAIL: recall or precision below {args.fail_under}", file=sys.stderr)
+        sys.stderr.write(f"FAIL: recall or precision below {args.fail_under}\n")
         return 1
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -368,8 +369,8 @@ def run(args: argparse.Namespace) -> int:
     except PeakNetServeError as exc:
         logger.error("%s", exc)
         return 1
-    print(
+    sys.stdout.write(
         f"pushed {summary.frames} frames in {summary.messages} messages "
-        f"({summary.bytes_sent / 1e6:.1f} MB, {summary.frames_per_s:.1f} frames/s)"
+        f"({summary.bytes_sent / 1e6:.1f} MB, {summary.frames_per_s:.1f} frames/s)\n"
     )
     return 0

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         text = geometry_text(args.cxi, clen=args.clen, res=args.res)
     except (OSError, KeyError, ValueError) as exc:
-        print(f"peaknet-serve geom: cannot read {args.cxi}: {exc}", file=sys.stderr)
+        sys.stderr.write(f"peaknet-serve geom: cannot read {args.cxi}: {exc}\n")
         return 1
     if args.output is None:
         sys.stdout.write(text)

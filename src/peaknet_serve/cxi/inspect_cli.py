@@ -31,12 +31,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             summaries.append(summarize(path))
         except (OSError, KeyError, ValueError) as exc:
-            print(f"peaknet-serve inspect: cannot read {path}: {exc}", file=sys.stderr)
+            sys.stderr.write(f"peaknet-serve inspect: cannot read {path}: {exc}\n")
             status = 1
     if len(summaries) > 1:
         summaries.append(_total(summaries))
     for summary in summaries:
-        print(json.dumps(summary) if args.json else _line(summary))
+        sys.stdout.write((json.dumps(summary) if args.json else _line(summary)) + "\n")
     return status
 
 
