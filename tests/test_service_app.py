@@ -64,6 +64,12 @@ def test_frames_flow_from_pushers_to_cxi_files_and_every_frame_is_counted(
             thread.start()
         with pynng.Push0(dial=f"tcp://127.0.0.1:{port}") as bad:
             bad.send(b"this is not an LCLStreamer message")
+            # nng has no linger: closing the socket drops a message still queued in it
+            wait_for(
+                lambda: status(ray_cluster)["messages_rejected"] >= 1,
+                timeout=60,
+                what="the bad message taken before its socket closes",
+            )
         for thread in pushers:
             thread.join(120)
         wait_for(lambda: settled(ray_cluster, 66), timeout=180, what="66 frames to settle")

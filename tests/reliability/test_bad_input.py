@@ -126,9 +126,21 @@ def test_fuzzed_messages_are_counted_and_quarantined_and_good_frames_all_come_ou
         with pynng.Push0(dial=f"tcp://127.0.0.1:{port}", send_timeout=60_000) as fuzzer:
             for message in messages:
                 fuzzer.send(message)
-        summary = pusher.result()
+            summary = pusher.result()
+            # nng has no linger: closing the socket drops a message still queued in it
+            wait_for(
+                lambda: status(ray_cluster)["messages_received"] >= FUZZED + summary.messages,
+                timeout=240,
+                what="every message taken before the fuzzer's socket closes",
+            )
         frames = 48 + 2 * nan_messages
         wait_for(lambda: settled(ray_cluster, frames), timeout=240, what="every frame to settle")
+        # a message is counted when pulled, and rejected only after its decode
+        wait_for(
+            lambda: status(ray_cluster)["messages_rejected"] >= FUZZED - nan_messages,
+            timeout=60,
+            what="every bad message decoded",
+        )
         s = status(ray_cluster)
         assert s["received"] == frames
         assert s["received"] == s["hits_written"] + s["non_hits"] + s["failed"]
