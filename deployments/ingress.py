@@ -175,11 +175,10 @@ class Ingress:
         write_deadline: float | None = None
         deaths = 0
         while True:
-            retried = deaths > 0 or write_deadline is not None
             try:
                 masks = self._peaknet.infer.remote(frames)
                 outcome: BatchOutcome = await asyncio.wait_for(
-                    self._writer.process.remote(masks, frames, batch_id, retried),
+                    self._writer.process.remote(masks, frames, batch_id),
                     timeout=settings.request_timeout_s,
                 )
             except TimeoutError:

@@ -38,10 +38,9 @@ class PeakFinderWriter:
         masks: np.ndarray,
         batch: FrameBatch,
         batch_id: str | None = None,
-        retry: bool = False,
     ) -> BatchOutcome:
         started = time.perf_counter()
-        outcome = self._stage.process(masks, batch, batch_id=batch_id, retry=retry)
+        outcome = self._stage.process(masks, batch, batch_id=batch_id)
         if outcome.write_error is not None:
             self._metrics.error("write")
         elif outcome.live is not None:

@@ -84,6 +84,8 @@ def test_killing_model_and_writer_replicas_mid_stream_loses_no_frame(
     assert len(killed) == 4
     out = tmp_path / "out"
     assert not list(out.glob("*.inprogress")), "a killed writer's file was left unfinished"
+    set_aside = [p.name for p in out.iterdir() if p.suffix in (".orphaned", ".unreadable")]
+    assert not set_aside, f"recovery set files aside: {set_aside}"
     assert cxi_timestamps(out) == hit_timestamps(summary)
 
 

@@ -1,5 +1,6 @@
 """The writer stage under faults, without Ray: unwritable output, a writer that dies mid-file,
-a retried batch that was already committed, NaN frames, quarantined batches."""
+a batch sent again after it was committed or while another writer writes it, writers
+recovering at once, NaN frames, quarantined batches."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import h5py
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from peaknet_serve.config import ServiceConfig
+from peaknet_serve.service.commits import CommitLog, recover_orphans, writer_alive
 from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.quarantine import BatchQuarantine
@@ -85,6 +88,7 @@ def test_a_directory_removed_mid_run_is_recreated_and_nothing_is_written_twice(
     shutil.move(out, moved)  # the directory goes away under the writer
     second = batch(10, 3)
     outcome = stage.process(masks_for(second), second, batch_id="b")
+    assert writer_alive(out, "w0")  # the lock moved away too: other writers must still see it
     stage.close()
     assert outcome.write_error is None  # the next file recreated the directory
     assert timestamps(moved) + timestamps(out) == [0, 1, 2, 3, 10, 11, 12]
@@ -129,7 +133,7 @@ def test_the_file_of_a_killed_writer_is_trimmed_to_what_it_committed_and_renamed
     assert timestamps(out) == list(range(6))  # batches a and b; the half-written one is gone
     # the retry of committed batch "b" is answered from the dead writer's log, not rewritten
     frames = batch(3)
-    again = survivor.process(masks_for(frames), frames, batch_id="b", retry=True)
+    again = survivor.process(masks_for(frames), frames, batch_id="b")
     assert (again.hits, again.writer_id) == (3, "dead")
     retried = batch(6)  # the batch the dead writer never acknowledged
     assert survivor.process(masks_for(retried), retried, batch_id="c").hits == 3
@@ -171,3 +175,144 @@ def test_writer_health_reports_the_latest_result_per_writer(error: str | None) -
     assert health.failing() == ({"w": error} if error else {})
     now[0] = 11
     assert health.snapshot() == {}
+
+
+def _orphan(out: Path, writer_id: str, events: int) -> None:
+    """Leave the open file and commit log of a writer that died with ``events`` committed."""
+    from peaknet_serve.cxi import CXIWriter
+
+    frames = batch(1000 * len(writer_id), events)
+    with CXIWriter(config(out, events_per_file=100).output, writer_id=writer_id) as writer:
+        writer.write_batch(
+            frames.images,
+            [_one_peak()] * events,
+            {"timestamp": frames.metadata["timestamp"]},
+            [True] * events,
+        )
+    [final] = out.glob(f"*-{writer_id}-*.cxi")
+    inprogress = final.with_name(final.name + ".inprogress")
+    final.rename(inprogress)
+    CommitLog(out, writer_id).record(
+        "last", BatchOutcome(hits=events), current=inprogress, events=events
+    )
+
+
+def _recover_when_told(out: str, go) -> None:
+    go.wait(30)
+    recover_orphans(Path(out), file_prefix="peaknet")
+
+
+def test_writers_recovering_the_same_orphans_at_once_finish_each_file_exactly_once(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = {"w" * (i + 1): 2 + i % 3 for i in range(32)}
+    for writer_id, events in dead.items():
+        _orphan(out, writer_id, events)
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    writers = [context.Process(target=_recover_when_told, args=(str(out), go)) for _ in range(4)]
+    for process in writers:
+        process.start()
+    time.sleep(2)  # every process has imported h5py and waits
+    go.set()
+    for process in writers:
+        process.join(60)
+        assert process.exitcode == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        f"peaknet-{writer_id}-00000.cxi" for writer_id in dead
+    )
+    for writer_id, events in dead.items():
+        with h5py.File(out / f"peaknet-{writer_id}-00000.cxi", "r") as f:
+            assert f["/LCLS/timestamp"].shape == (events,)
+
+
+def test_a_batch_sent_to_a_second_writer_after_the_first_wrote_it_is_written_once(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    first = PeakStage(config(out), writer_id="first")
+    second = PeakStage(config(out), writer_id="second")
+    frames = batch(0)
+    assert first.process(masks_for(frames), frames, batch_id="x").hits == 3
+    again = second.process(masks_for(frames), frames, batch_id="x")  # as Ray Serve resends
+    assert (again.hits, again.writer_id) == (3, "first")
+    first.close()
+    second.close()
+    assert timestamps(out) == [0, 1, 2]
+
+
+def _claim_then(out: str, batch_id: str, then: str) -> None:
+    """A writer that claims ``batch_id``, takes a second, then commits it or is killed."""
+    from peaknet_serve.service.commits import WriterLock
+
+    assert WriterLock(Path(out), "slow").acquire()
+    log = CommitLog(Path(out), "slow")
+    log.claim(batch_id)
+    time.sleep(1.0)
+    if then == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    log.record(batch_id, BatchOutcome(hits=3), current=None, events=0)
+
+
+@pytest.mark.parametrize("then", ["commits", "killed"])
+def test_a_batch_claimed_by_a_live_writer_is_waited_for(tmp_path: Path, then: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    slow = multiprocessing.get_context("spawn").Process(
+        target=_claim_then, args=(str(out), "x", then)
+    )
+    slow.start()
+    stage = PeakStage(config(out), writer_id="w0")
+    deadline = time.monotonic() + 30
+    while not (out / ".peaknet-writer-slow.commits.json").exists():
+        assert time.monotonic() < deadline, "the slow writer never claimed its batch"
+        time.sleep(0.05)
+    frames = batch(0)
+    outcome = stage.process(masks_for(frames), frames, batch_id="x")
+    slow.join(30)
+    stage.close()
+    if then == "commits":
+        assert (outcome.hits, outcome.writer_id) == (3, "slow")
+        assert timestamps(out) == []  # the slow writer's rows are its own business
+    else:
+        assert (outcome.hits, outcome.writer_id) == (3, "w0")
+        assert timestamps(out) == [0, 1, 2]
+
+
+def test_a_claim_that_outlives_the_wait_hands_the_batch_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peaknet_serve.service import stage as stage_module
+    from peaknet_serve.service.commits import WriterLock
+
+    monkeypatch.setattr(stage_module, "CLAIM_WAIT_S", 0.3)
+    out = tmp_path / "out"
+    busy = WriterLock(out, "busy")  # a live writer, stuck on batch x
+    assert busy.acquire()
+    CommitLog(out, "busy").claim("x")
+    stage = PeakStage(config(out), writer_id="w0")
+    frames = batch(0)
+    outcome = stage.process(masks_for(frames), frames, batch_id="x")
+    assert outcome.write_error is not None and "busy" in outcome.write_error
+    assert outcome.frames == 0
+    stage.close()
+    busy.release()
+    assert timestamps(out) == []
+
+
+def test_logs_of_dead_writers_go_ten_minutes_after_their_files_are_finished(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _orphan(out, "old", 2)
+    CommitLog(out, "young").record("y", BatchOutcome(hits=1), current=None, events=0)
+    old_log = out / ".peaknet-writer-old.commits.json"
+    an_hour_ago = time.time() - 3600
+    os.utime(old_log, (an_hour_ago, an_hour_ago))
+    recovery = recover_orphans(out, file_prefix="peaknet")
+    assert recovery.recovered == {"peaknet-old-00000.cxi": 2}
+    assert not old_log.exists()
+    assert (out / ".peaknet-writer-young.commits.json").exists()

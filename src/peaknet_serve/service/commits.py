@@ -4,13 +4,20 @@ A writer replica killed mid-file leaves ``NAME.cxi.inprogress`` behind, holding 
 acknowledged and perhaps rows of a batch it never acknowledged (that batch is retried
 elsewhere). So each writer keeps a commit log, ``.peaknet-writer-{id}.commits.json`` in the
 output directory, replaced atomically after every batch it acknowledges: the open file, its
-committed event count, and the last batches (id -> outcome). Another writer recovers the
-orphan: it trims every dataset to the committed count, renames the file ``.cxi``, and answers a
-retried batch that was committed before its writer died from the log instead of writing it
-twice.
+committed event count, the last batches (id -> outcome) and the batch it is writing now.
+Another writer recovers the orphan: it trims every dataset to the committed count and renames
+the file ``.cxi``.
+
+A batch can reach a second writer after the first one wrote it: Ray Serve resends a request
+whose replica died before its answer arrived, and Ray may report a replica dead while its
+process still finishes a write. So a writer claims a batch in its log before writing it, and
+first looks in every log: a committed batch is answered from the log, one claimed by a live
+writer is waited for. Looking and claiming happen under ``.peaknet-commits.lock``, so two
+writers never both claim one batch.
 
 A live writer holds an exclusive ``flock`` on ``.peaknet-writer-{id}.lock``; the kernel frees
-it when the process goes, however it was killed, which is how orphans are told apart.
+it when the process goes, however it was killed, which is how orphans are told apart. One
+writer at a time recovers orphans, under ``.peaknet-recovery.lock``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +43,10 @@ logger = logging.getLogger(__name__)
 INPROGRESS_SUFFIX = ".cxi.inprogress"
 KEEP_BATCHES = 256
 """Batch ids remembered per writer: retries come within seconds, so this is plenty."""
+KEEP_DEAD_LOGS_S = 600.0
+"""How long the log of a dead writer whose files are finished is kept for resent batches."""
+COMMITS_LOCK = ".peaknet-commits.lock"
+RECOVERY_LOCK = ".peaknet-recovery.lock"
 
 
 def lock_path(directory: Path, writer_id: str) -> Path:
@@ -51,9 +65,16 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Take the lock (creating the directory); False when that fails."""
+        """Take the lock (creating the directory); False when that fails.
+
+        Taken again when the lock file went away (the directory was moved or removed under
+        the writer): other writers look for it at its path to tell that this writer lives.
+        """
         if self._fd is not None:
-            return True
+            if self._still_in_place(self._fd):
+                return True
+            os.close(self._fd)
+            self._fd = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -69,11 +90,38 @@ class WriterLock:
         self._fd = fd
         return True
 
+    def _still_in_place(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
         if self._fd is not None:
             self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
+
+
+@contextmanager
+def directory_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` for the block; yields False when ``wait`` is off
+    and another process holds it. Raises ``OSError`` when the lock file cannot be created."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def writer_alive(directory: Path, writer_id: str) -> bool:
+    """Whether the writer ``writer_id`` holds its lock, that is, its process still runs."""
+    return _held_by_a_live_writer(lock_path(directory, writer_id))
 
 
 def _held_by_a_live_writer(path: Path) -> bool:
@@ -98,12 +146,19 @@ class CommitLog:
     writer_id: str
     current: str | None = None
     events: int = 0
+    writing: str | None = None
     batches: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+
+    def claim(self, batch_id: str | None) -> None:
+        """Note that ``batch_id`` is being written (None: nothing is)."""
+        self.writing = batch_id
+        self._save()
 
     def record(self, batch_id: str, outcome: BatchOutcome, *, current: Path | None, events: int):
         """Note ``batch_id`` as committed with ``events`` in the open file ``current``."""
         self.current = current.name if current is not None else None
         self.events = events if current is not None else 0
+        self.writing = None
         self.batches[batch_id] = outcome.to_record()
         while len(self.batches) > KEEP_BATCHES:
             self.batches.popitem(last=False)
@@ -116,6 +171,7 @@ class CommitLog:
             "writer_id": self.writer_id,
             "current": self.current,
             "events": self.events,
+            "writing": self.writing,
             "batches": self.batches,
         }
         tmp.write_text(json.dumps(body))
@@ -125,15 +181,28 @@ class CommitLog:
         log_path(self.directory, self.writer_id).unlink(missing_ok=True)
 
 
-def find_committed(directory: Path, batch_id: str) -> BatchOutcome | None:
-    """The outcome of ``batch_id`` if any writer (live or dead) committed it."""
+@dataclass(frozen=True)
+class BatchRecord:
+    """What the commit logs say of one batch: its committed outcome, and who claims it."""
+
+    committed: BatchOutcome | None
+    claimed_by: tuple[str, ...]
+
+
+def find_batch(directory: Path, batch_id: str) -> BatchRecord:
+    """Whether any writer (live or dead) committed ``batch_id``, and which writers claim it."""
+    claimed_by: list[str] = []
     for path in directory.glob(".peaknet-writer-*.commits.json"):
         record = _read_log(path)
-        if record is not None and batch_id in record.get("batches", {}):
-            return BatchOutcome.from_record(
-                record["batches"][batch_id], writer_id=str(record.get("writer_id", ""))
-            )
-    return None
+        if record is None:
+            continue
+        writer_id = str(record.get("writer_id", ""))
+        if batch_id in record.get("batches", {}):
+            outcome = BatchOutcome.from_record(record["batches"][batch_id], writer_id=writer_id)
+            return BatchRecord(committed=outcome, claimed_by=())
+        if record.get("writing") == batch_id:
+            claimed_by.append(writer_id)
+    return BatchRecord(committed=None, claimed_by=tuple(claimed_by))
 
 
 def _read_log(path: Path) -> dict[str, Any] | None:
@@ -158,12 +227,19 @@ def recover_orphans(directory: Path, *, file_prefix: str) -> Recovery:
 
     A file is trimmed to the events its writer committed and renamed ``.cxi``. A file with no
     commit on record is renamed ``.cxi.orphaned``, one HDF5 cannot open any more
-    ``.cxi.unreadable``: both are kept for a person and logged, never deleted.
+    ``.cxi.unreadable``: both are kept for a person and logged, never deleted. Returns at once,
+    doing nothing, while another writer recovers (two would open one file at a time).
     """
-    result = Recovery()
     if not directory.is_dir():
-        return result
+        return Recovery()
+    with directory_lock(directory / RECOVERY_LOCK, wait=False) as held:
+        return _recover_orphans(directory, file_prefix) if held else Recovery()
+
+
+def _recover_orphans(directory: Path, file_prefix: str) -> Recovery:
+    result = Recovery()
     committed: dict[str, int] = {}
+    old_logs: list[tuple[Path, str | None]] = []
     dead: set[str] = set()
     for path in directory.glob(".peaknet-writer-*.commits.json"):
         writer_id = path.name.removeprefix(".peaknet-writer-").removesuffix(".commits.json")
@@ -173,6 +249,8 @@ def recover_orphans(directory: Path, *, file_prefix: str) -> Recovery:
         if record and record.get("current"):
             committed[record["current"]] = int(record["events"])
         dead.add(writer_id)
+        if _age_s(path) > KEEP_DEAD_LOGS_S:
+            old_logs.append((path, (record or {}).get("current")))
     for inprogress in sorted(directory.glob("*" + INPROGRESS_SUFFIX)):
         writer_id = _writer_of(inprogress.name, file_prefix)
         if writer_id is None or _held_by_a_live_writer(lock_path(directory, writer_id)):
@@ -180,7 +258,17 @@ def recover_orphans(directory: Path, *, file_prefix: str) -> Recovery:
         _finish(inprogress, committed.get(inprogress.name), result)
     for writer_id in dead:
         lock_path(directory, writer_id).unlink(missing_ok=True)
+    for path, current in old_logs:
+        if not current or not (directory / current).exists():
+            path.unlink(missing_ok=True)  # its files are finished; resends came long ago
     return result
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _writer_of(name: str, prefix: str) -> str | None:

@@ -35,8 +35,9 @@ class BatchQuarantine:
         if self.saved >= self.max_files:
             self.skipped += 1
             return None
+        seconds, nanoseconds = divmod(time.time_ns(), 10**9)  # one reading: names sort by time
         stem = (
-            f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+            f"{time.strftime('%Y%m%dT%H%M%S', time.localtime(seconds))}-{nanoseconds:09d}"
             f"-{os.getpid()}-{next(self._counter):06d}"
         )
         data_path = self.directory / f"{stem}.npz"

@@ -20,11 +20,14 @@ from peaknet_serve.errors import WriterError
 from peaknet_serve.live import BatchSummarizer
 from peaknet_serve.peaks import Peaks, find_peaks, is_hit
 from peaknet_serve.service.commits import (
+    COMMITS_LOCK,
     CommitLog,
     WriterLock,
-    find_committed,
+    directory_lock,
+    find_batch,
     finish_file,
     recover_orphans,
+    writer_alive,
 )
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.wire import FrameBatch
@@ -32,6 +35,9 @@ from peaknet_serve.wire import FrameBatch
 logger = logging.getLogger(__name__)
 
 RECOVERY_PERIOD_S = 5.0
+CLAIM_WAIT_S = 10.0
+"""How long a batch claimed by another live writer is waited for before it is handed back."""
+CLAIM_POLL_S = 0.05
 
 
 class PeakStage:
@@ -40,7 +46,7 @@ class PeakStage:
     A batch that cannot be written (disk full, permissions, the directory gone) comes back with
     ``write_error`` set and nothing of it committed, so the caller can send it again. Every
     acknowledged batch is in this writer's commit log first, so the file of a writer that dies
-    is finished by another one (``service.commits``).
+    is finished by another one, and a batch sent twice is written once (``service.commits``).
 
     Config sections used: ``peaks``, ``hits``, ``output``.
     """
@@ -72,14 +78,12 @@ class PeakStage:
         batch: FrameBatch,
         *,
         batch_id: str | None = None,
-        retry: bool = False,
     ) -> BatchOutcome:
         """Peaks, hit or not, and the CXI write, for each frame of ``batch`` and its ``masks``.
 
-        On a ``retry``, a ``batch_id`` already committed (by this writer or one that died
-        since) is not written again: its recorded outcome comes back. Safe to call from several
-        threads (Serve runs sync methods in a thread pool): peaks are found concurrently,
-        writes are serialised.
+        A ``batch_id`` already committed (by any writer, live or dead) is not written again:
+        its recorded outcome comes back. Safe to call from several threads (Serve runs sync
+        methods in a thread pool): peaks are found concurrently, writes are serialised.
         """
         if masks.shape != batch.images.shape:
             raise ValueError(f"masks {masks.shape} do not match frames {batch.images.shape}")
@@ -103,14 +107,13 @@ class PeakStage:
         )
         with self._lock:
             self._recover()
-            if retry and batch_id is not None:
-                done = find_committed(self._directory, batch_id)
-                if done is not None:
-                    logger.warning("batch %s was committed before its writer died", batch_id)
-                    return done
             try:
                 if not self._dir_lock.acquire():
                     raise WriterError(f"cannot create {self._directory}")
+                if batch_id is not None:
+                    done = self._claim(batch_id)
+                    if done is not None:
+                        return done
                 self._write(
                     batch.images[rows],
                     [peaks for _, peaks, _ in judged],
@@ -133,6 +136,38 @@ class PeakStage:
                 logger.warning("writer %s writes again", self.writer_id)
             self.write_error = self.write_error_since = None
         return outcome
+
+    def _claim(self, batch_id: str) -> BatchOutcome | None:
+        """Claim ``batch_id`` for this writer, or the outcome of a writer that committed it.
+
+        A claim by another live writer is waited for (it commits or dies); one that outlives
+        ``CLAIM_WAIT_S`` is handed back as a write error, for the caller to send again.
+        """
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while True:
+            with directory_lock(self._directory / COMMITS_LOCK, wait=True):
+                found = find_batch(self._directory, batch_id)
+                claimants = [
+                    writer_id
+                    for writer_id in found.claimed_by
+                    if writer_id != self.writer_id and writer_alive(self._directory, writer_id)
+                ]
+                if found.committed is not None:
+                    logger.warning(
+                        "batch %s came again; writer %s committed it already",
+                        batch_id,
+                        found.committed.writer_id,
+                    )
+                    return found.committed
+                if not claimants:
+                    self._log.claim(batch_id)
+                    return None
+            if time.monotonic() > deadline:
+                return BatchOutcome(
+                    write_error=f"batch {batch_id} is still being written by {claimants[0]}",
+                    writer_id=self.writer_id,
+                )
+            time.sleep(CLAIM_POLL_S)
 
     def _write(self, images, peaks, metadata, hits) -> None:
         """Append, then work out how many events the open file holds (for the commit log)."""
@@ -163,6 +198,10 @@ class PeakStage:
         self._writer = CXIWriter(self._output, writer_id=self.writer_id)
         self._closed_seen = 0
         self._file_events = 0
+        try:
+            self._log.claim(None)  # the batch goes back to the caller, free for any writer
+        except OSError as log_exc:
+            logger.error("cannot release the claim in the commit log: %s", log_exc)
 
     def _recover(self) -> None:
         """Finish files of dead writers (and our own that failed to close), now and then."""
