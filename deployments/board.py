@@ -3,7 +3,7 @@
 Serve routes each request to one replica, but ``/status`` must show all of them: the GPU of every
 PeakNet replica, and the frame counts of every ingress when several pull the sockets
 (``multi-gpu.yaml``). Each replica posts under its own id: the ingresses every second, the PeakNet
-replicas at start and on every health check. A replica that stops cleanly takes its post back;
+replicas every ``GPU_POST_INTERVAL_S``. A replica that stops cleanly takes its post back;
 the post of one that died is left out once it is older than the reader's ``max_age_s``.
 """
 
@@ -16,6 +16,8 @@ import ray
 from ray.actor import ActorHandle
 
 NAMESPACE = "peaknet-serve"
+GPU_POST_INTERVAL_S = 5.0
+"""How often a PeakNet replica posts its GPU (apart from Serve's health check period)."""
 
 
 @ray.remote(num_cpus=0)

@@ -18,7 +18,7 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.board import add_up, status_board
+from deployments.board import GPU_POST_INTERVAL_S, add_up, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
@@ -41,9 +41,8 @@ add_live_page(app)
 
 POST_INTERVAL_S = 1.0
 """How often each ingress posts its counts to the status board."""
-INGRESS_POST_MAX_AGE_S = 5.0
-PEAKNET_POST_MAX_AGE_S = 16.0
-"""PeakNet replicas post on each Serve health check (every 5 s)."""
+INGRESS_POST_MAX_AGE_S = 5 * POST_INTERVAL_S
+PEAKNET_POST_MAX_AGE_S = 3 * GPU_POST_INTERVAL_S + 1
 TOTALS = ("received", "hits_written", "non_hits", "failed", "in_flight")
 
 RETRYABLE = (
@@ -314,7 +313,7 @@ class Ingress:
         return add_up(posts, TOTALS) | {"ingress_replicas": len(posts)}
 
     async def _all_gpus(self) -> list[dict[str, Any]]:
-        """Every PeakNet replica's GPU, as posted at its start and on its health checks."""
+        """Every PeakNet replica's GPU, as it posts every ``GPU_POST_INTERVAL_S``."""
         posts = await self._board_posts("peaknet", PEAKNET_POST_MAX_AGE_S)
         return [{"replica": replica, **body} for replica, body in posts.items()]
 

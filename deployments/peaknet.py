@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments.board import status_board
+from deployments.board import GPU_POST_INTERVAL_S, status_board
 from deployments.metrics import PeakNetMetrics
 from peaknet_serve.config import BatchingConfig, ServiceConfig
 from peaknet_serve.engine import GPUHealth, InferenceEngine, resolve_device
@@ -73,7 +73,7 @@ class PeakNet:
         self._profiler = BatchProfiler(config.profiling, name=self._replica)
         self._warmup_s = self._engine.warmup_all(config.warmup)
         self._board = status_board(context.app_name)
-        self._board.post.remote("peaknet", self._replica, self.gpu_status())
+        self._poster = asyncio.get_running_loop().create_task(self._post_gpu(), name="post-gpu")
         logger.info(
             "PeakNet replica ready after %.1f s of warm-up on %s",
             self._warmup_s,
@@ -88,19 +88,23 @@ class PeakNet:
         self._masks_for_blocks.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     async def check_health(self) -> None:
-        """Serve's periodic check: fails after CUDA errors, or when a tiny kernel times out.
-
-        A healthy replica then posts its GPU to the status board (``/status`` ``gpus``).
-        """
+        """Serve's periodic check: fails after CUDA errors, or when a tiny kernel times out."""
         await asyncio.to_thread(self._health.check)
-        try:
-            await asyncio.wait_for(
-                self._board.post.remote("peaknet", self._replica, self.gpu_status()), 5
-            )
-        except Exception as exc:  # the board is a convenience: never fail the health check
-            logger.warning("status board unreachable: %s", exc)
+
+    async def _post_gpu(self) -> None:
+        """Post this replica's GPU to the status board (``/status`` ``gpus``) now and then."""
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self._board.post.remote("peaknet", self._replica, self.gpu_status()), 5
+                )
+            except Exception as exc:  # the board is a convenience: never stop the replica
+                logger.warning("status board unreachable: %s", exc)
+            await asyncio.sleep(GPU_POST_INTERVAL_S)
 
     def __del__(self) -> None:
+        if hasattr(self, "_poster"):
+            self._poster.cancel()
         if hasattr(self, "_board"):
             with contextlib.suppress(Exception):  # Ray may be shutting down
                 self._board.forget.remote("peaknet", self._replica)

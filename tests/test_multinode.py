@@ -226,7 +226,7 @@ def test_the_app_runs_across_two_nodes_with_a_peaknet_replica_on_each(
             return len(counts) == 2 and sum(counts.values()) == 96 // 4
 
         wait_for(both_replicas_inferred, timeout=60, what="frames through both PeakNet replicas")
-        gpus = status(two_nodes)["gpus"]  # posted at start and on each health check
+        gpus = status(two_nodes)["gpus"]  # each replica posts every few seconds
         assert len({g["replica"] for g in gpus}) == 2, gpus
         assert all(g["healthy"] for g in gpus)
     finally:

@@ -7,6 +7,7 @@ Applications are deployed the way operators do it, through the Serve REST API (w
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pynng
 import pytest
 
+from deployments.board import GPU_POST_INTERVAL_S
 from peaknet_serve.pusher import push_frames
 from tests.conftest import free_port
 from tests.serve_app import (
@@ -174,6 +176,7 @@ def test_two_ingress_replicas_dial_one_pusher_and_status_adds_them_up(
     app = app_config(tmp_path, port)
     app["args"]["source"]["mode"] = "dial"  # the pusher listens, as LCLStreamer's role: server
     app["deployments"][0]["num_replicas"] = 2
+    app["deployments"][1]["health_check_period_s"] = 60  # GPU posts must not wait for it
     deploy(ray_cluster, app)
     try:
         wait_for(lambda: running_replicas(ray_cluster, "Ingress") == 2, timeout=180, what="2")
@@ -199,6 +202,10 @@ def test_two_ingress_replicas_dial_one_pusher_and_status_adds_them_up(
             sum(not t.is_hit for t in truth),
             0,
         )
+        for _ in range(4):  # the PeakNet replica keeps its post fresh between health checks
+            [gpu] = status(ray_cluster)["gpus"]
+            assert gpu["age_s"] <= GPU_POST_INTERVAL_S + 2.5, gpu
+            time.sleep(3)
     finally:
         undeploy(ray_cluster)
 
