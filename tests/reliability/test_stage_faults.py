@@ -247,7 +247,7 @@ def _claim_then(out: str, batch_id: str, then: str) -> None:
     """A writer that claims ``batch_id``, takes a second, then commits it or is killed."""
     from peaknet_serve.service.commits import WriterLock
 
-    assert WriterLock(Path(out), "slow").acquire()
+    WriterLock(Path(out), "slow").acquire()
     log = CommitLog(Path(out), "slow")
     log.claim(batch_id)
     time.sleep(1.0)
@@ -290,7 +290,7 @@ def test_a_claim_that_outlives_the_wait_hands_the_batch_back(
     monkeypatch.setattr(stage_module, "CLAIM_WAIT_S", 0.3)
     out = tmp_path / "out"
     busy = WriterLock(out, "busy")  # a live writer, stuck on batch x
-    assert busy.acquire()
+    busy.acquire()
     CommitLog(out, "busy").claim("x")
     stage = PeakStage(config(out), writer_id="w0")
     frames = batch(0)
@@ -316,3 +316,21 @@ def test_logs_of_dead_writers_go_ten_minutes_after_their_files_are_finished(
     assert recovery.recovered == {"peaknet-old-00000.cxi": 2}
     assert not old_log.exists()
     assert (out / ".peaknet-writer-young.commits.json").exists()
+
+
+def test_a_file_system_without_flock_gives_a_write_error_that_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    def no_flock(fd: int, operation: int) -> None:  # Lustre mounted without -o flock
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    stage = PeakStage(config(tmp_path / "out"), writer_id="w0")
+    frames = batch(0)
+    outcome = stage.process(masks_for(frames), frames, batch_id="x")
+    assert outcome.write_error is not None and "-o flock" in outcome.write_error
+    assert stage.status()["write_error"] == outcome.write_error
+    assert timestamps(tmp_path / "out") == []

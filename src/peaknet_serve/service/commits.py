@@ -36,6 +36,7 @@ from typing import Any
 
 import h5py
 
+from peaknet_serve.errors import WriterError
 from peaknet_serve.service.outcome import BatchOutcome
 
 logger = logging.getLogger(__name__)
@@ -64,31 +65,33 @@ class WriterLock:
         self.path = lock_path(directory, writer_id)
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
-        """Take the lock (creating the directory); False when that fails.
+    def acquire(self) -> None:
+        """Take the lock (creating the directory); ``WriterError`` says why it cannot be had.
 
         Taken again when the lock file went away (the directory was moved or removed under
         the writer): other writers look for it at its path to tell that this writer lives.
         """
         if self._fd is not None:
             if self._still_in_place(self._fd):
-                return True
+                return
             os.close(self._fd)
             self._fd = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            logger.warning("cannot create writer lock %s: %s", self.path, exc)
-            return False
+            raise WriterError(f"cannot create the writer lock {self.path}: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, self.path, wait=False)
         except BlockingIOError:
             os.close(fd)
-            logger.error("writer lock %s is held by another process: writer ids clash", self.path)
-            return False
+            raise WriterError(
+                f"writer lock {self.path} is held by another process: writer ids clash"
+            ) from None
+        except WriterError:
+            os.close(fd)
+            raise
         self._fd = fd
-        return True
 
     def _still_in_place(self, fd: int) -> bool:
         try:
@@ -103,14 +106,29 @@ class WriterLock:
             self._fd = None
 
 
+def _flock(fd: int, path: Path, *, wait: bool) -> None:
+    """``flock`` ``fd`` exclusively; ``BlockingIOError`` when held elsewhere and not ``wait``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError as exc:  # ENOSYS, EOPNOTSUPP, ENOLCK: the file system has no flock
+        raise WriterError(
+            f"cannot lock {path}: {exc}. Writers need flock in the output directory to tell "
+            "live writers from dead ones: use a local disk, NFSv4, or Lustre mounted with "
+            "-o flock (not localflock)"
+        ) from exc
+
+
 @contextmanager
 def directory_lock(path: Path, *, wait: bool) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path`` for the block; yields False when ``wait`` is off
-    and another process holds it. Raises ``OSError`` when the lock file cannot be created."""
+    and another process holds it. Raises ``OSError`` when the lock file cannot be created,
+    ``WriterError`` when the file system cannot lock."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, path, wait=wait)
         except BlockingIOError:
             yield False
             return

@@ -108,8 +108,7 @@ class PeakStage:
         with self._lock:
             self._recover()
             try:
-                if not self._dir_lock.acquire():
-                    raise WriterError(f"cannot create {self._directory}")
+                self._dir_lock.acquire()
                 if batch_id is not None:
                     done = self._claim(batch_id)
                     if done is not None:
@@ -214,7 +213,7 @@ class PeakStage:
             for path, events in list(self._stale):
                 result.recovered.update(finish_file(path, events).recovered)
                 self._stale.remove((path, events))
-        except OSError as exc:
+        except (OSError, WriterError) as exc:
             logger.warning("recovery of unfinished files failed: %s", exc)
             return
         self.recovered_files.update(result.recovered)
