@@ -210,8 +210,9 @@ class BatchRecord:
 def find_batch(directory: Path, batch_id: str) -> BatchRecord:
     """Whether any writer (live or dead) committed ``batch_id``, and which writers claim it."""
     claimed_by: list[str] = []
+    quoted = json.dumps(batch_id)
     for path in directory.glob(".peaknet-writer-*.commits.json"):
-        record = _read_log(path)
+        record = _read_log(path, naming=quoted)
         if record is None:
             continue
         writer_id = str(record.get("writer_id", ""))
@@ -223,9 +224,16 @@ def find_batch(directory: Path, batch_id: str) -> BatchRecord:
     return BatchRecord(committed=None, claimed_by=tuple(claimed_by))
 
 
-def _read_log(path: Path) -> dict[str, Any] | None:
+def _read_log(path: Path, *, naming: str | None = None) -> dict[str, Any] | None:
+    """The log at ``path``; None when it is gone, unreadable, or does not hold ``naming``
+    (a cheap text test that spares parsing the logs a lookup does not need)."""
     try:
-        return json.loads(path.read_text())
+        text = path.read_text()
+        if naming is not None and naming not in text:
+            return None
+        return json.loads(text)
+    except FileNotFoundError:  # its writer closed cleanly, or it was pruned, meanwhile
+        return None
     except (OSError, ValueError) as exc:
         logger.warning("unreadable commit log %s: %s", path, exc)
         return None
