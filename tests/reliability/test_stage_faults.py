@@ -266,7 +266,7 @@ def test_a_batch_claimed_by_a_live_writer_is_waited_for(tmp_path: Path, then: st
     slow.start()
     stage = PeakStage(config(out), writer_id="w0")
     deadline = time.monotonic() + 30
-    while not (out / ".peaknet-writer-slow.commits.json").exists():
+    while not (out / ".peaknet-writer-slow.claim").exists():
         assert time.monotonic() < deadline, "the slow writer never claimed its batch"
         time.sleep(0.05)
     frames = batch(0)

@@ -4,16 +4,15 @@ A writer replica killed mid-file leaves ``NAME.cxi.inprogress`` behind, holding 
 acknowledged and perhaps rows of a batch it never acknowledged (that batch is retried
 elsewhere). So each writer keeps a commit log, ``.peaknet-writer-{id}.commits.json`` in the
 output directory, replaced atomically after every batch it acknowledges: the open file, its
-committed event count, the last batches (id -> outcome) and the batch it is writing now.
-Another writer recovers the orphan: it trims every dataset to the committed count and renames
-the file ``.cxi``.
+committed event count, and the last batches (id -> outcome). Another writer recovers the
+orphan: it trims every dataset to the committed count and renames the file ``.cxi``.
 
 A batch can reach a second writer after the first one wrote it: Ray Serve resends a request
 whose replica died before its answer arrived, and Ray may report a replica dead while its
-process still finishes a write. So a writer claims a batch in its log before writing it, and
-first looks in every log: a committed batch is answered from the log, one claimed by a live
-writer is waited for. Looking and claiming happen under ``.peaknet-commits.lock``, so two
-writers never both claim one batch.
+process still finishes a write. So a writer claims a batch before writing it
+(``.peaknet-writer-{id}.claim`` holds its id), and first looks in every log and claim: a
+committed batch is answered from the log, one claimed by a live writer is waited for. Looking
+and claiming happen under ``.peaknet-commits.lock``, so two writers never both claim one batch.
 
 A live writer holds an exclusive ``flock`` on ``.peaknet-writer-{id}.lock``; the kernel frees
 it when the process goes, however it was killed, which is how orphans are told apart. One
@@ -56,6 +55,10 @@ def lock_path(directory: Path, writer_id: str) -> Path:
 
 def log_path(directory: Path, writer_id: str) -> Path:
     return directory / f".peaknet-writer-{writer_id}.commits.json"
+
+
+def claim_path(directory: Path, writer_id: str) -> Path:
+    return directory / f".peaknet-writer-{writer_id}.claim"
 
 
 class WriterLock:
@@ -164,23 +167,25 @@ class CommitLog:
     writer_id: str
     current: str | None = None
     events: int = 0
-    writing: str | None = None
     batches: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
 
-    def claim(self, batch_id: str | None) -> None:
-        """Note that ``batch_id`` is being written (None: nothing is)."""
-        self.writing = batch_id
-        self._save()
+    def claim(self, batch_id: str) -> None:
+        """Note that ``batch_id`` is being written (under the commits lock, see ``find_batch``)."""
+        claim_path(self.directory, self.writer_id).write_text(batch_id)
+
+    def unclaim(self) -> None:
+        """Note that no batch is being written (the claimed one went back to the caller)."""
+        claim_path(self.directory, self.writer_id).unlink(missing_ok=True)
 
     def record(self, batch_id: str, outcome: BatchOutcome, *, current: Path | None, events: int):
         """Note ``batch_id`` as committed with ``events`` in the open file ``current``."""
         self.current = current.name if current is not None else None
         self.events = events if current is not None else 0
-        self.writing = None
         self.batches[batch_id] = outcome.to_record()
         while len(self.batches) > KEEP_BATCHES:
             self.batches.popitem(last=False)
         self._save()
+        self.unclaim()
 
     def _save(self) -> None:
         path = log_path(self.directory, self.writer_id)
@@ -189,7 +194,6 @@ class CommitLog:
             "writer_id": self.writer_id,
             "current": self.current,
             "events": self.events,
-            "writing": self.writing,
             "batches": self.batches,
         }
         tmp.write_text(json.dumps(body))
@@ -197,6 +201,7 @@ class CommitLog:
 
     def remove(self) -> None:
         log_path(self.directory, self.writer_id).unlink(missing_ok=True)
+        self.unclaim()
 
 
 @dataclass(frozen=True)
@@ -208,19 +213,24 @@ class BatchRecord:
 
 
 def find_batch(directory: Path, batch_id: str) -> BatchRecord:
-    """Whether any writer (live or dead) committed ``batch_id``, and which writers claim it."""
-    claimed_by: list[str] = []
+    """Whether any writer (live or dead) committed ``batch_id``, and which writers claim it.
+
+    Call it under the commits lock when a claim depends on the answer.
+    """
     quoted = json.dumps(batch_id)
     for path in directory.glob(".peaknet-writer-*.commits.json"):
         record = _read_log(path, naming=quoted)
-        if record is None:
-            continue
-        writer_id = str(record.get("writer_id", ""))
-        if batch_id in record.get("batches", {}):
+        if record is not None and batch_id in record.get("batches", {}):
+            writer_id = str(record.get("writer_id", ""))
             outcome = BatchOutcome.from_record(record["batches"][batch_id], writer_id=writer_id)
             return BatchRecord(committed=outcome, claimed_by=())
-        if record.get("writing") == batch_id:
-            claimed_by.append(writer_id)
+    claimed_by = []
+    for path in directory.glob(".peaknet-writer-*.claim"):
+        try:
+            if path.read_text() == batch_id:
+                claimed_by.append(path.name.removeprefix(".peaknet-writer-").removesuffix(".claim"))
+        except FileNotFoundError:  # its writer finished the batch meanwhile
+            continue
     return BatchRecord(committed=None, claimed_by=tuple(claimed_by))
 
 
@@ -282,8 +292,13 @@ def _recover_orphans(directory: Path, file_prefix: str) -> Recovery:
         if writer_id is None or _held_by_a_live_writer(lock_path(directory, writer_id)):
             continue
         _finish(inprogress, committed.get(inprogress.name), result)
+    for path in directory.glob(".peaknet-writer-*.claim"):
+        writer_id = path.name.removeprefix(".peaknet-writer-").removesuffix(".claim")
+        if not _held_by_a_live_writer(lock_path(directory, writer_id)):
+            dead.add(writer_id)  # its claim died with it
     for writer_id in dead:
         lock_path(directory, writer_id).unlink(missing_ok=True)
+        claim_path(directory, writer_id).unlink(missing_ok=True)
     for path, current in old_logs:
         if not current or not (directory / current).exists():
             path.unlink(missing_ok=True)  # its files are finished; resends came long ago

@@ -198,7 +198,7 @@ class PeakStage:
         self._closed_seen = 0
         self._file_events = 0
         try:
-            self._log.claim(None)  # the batch goes back to the caller, free for any writer
+            self._log.unclaim()  # the batch goes back to the caller, free for any writer
         except OSError as log_exc:
             logger.error("cannot release the claim in the commit log: %s", log_exc)
 
