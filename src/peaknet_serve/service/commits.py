@@ -45,6 +45,8 @@ KEEP_BATCHES = 256
 """Batch ids remembered per writer: retries come within seconds, so this is plenty."""
 KEEP_DEAD_LOGS_S = 600.0
 """How long the log of a dead writer whose files are finished is kept for resent batches."""
+LOG_SUFFIX = ".commits.json"
+CLAIM_SUFFIX = ".claim"
 COMMITS_LOCK = ".peaknet-commits.lock"
 RECOVERY_LOCK = ".peaknet-recovery.lock"
 
@@ -54,11 +56,11 @@ def lock_path(directory: Path, writer_id: str) -> Path:
 
 
 def log_path(directory: Path, writer_id: str) -> Path:
-    return directory / f".peaknet-writer-{writer_id}.commits.json"
+    return directory / f".peaknet-writer-{writer_id}{LOG_SUFFIX}"
 
 
 def claim_path(directory: Path, writer_id: str) -> Path:
-    return directory / f".peaknet-writer-{writer_id}.claim"
+    return directory / f".peaknet-writer-{writer_id}{CLAIM_SUFFIX}"
 
 
 class WriterLock:
@@ -142,21 +144,24 @@ def directory_lock(path: Path, *, wait: bool) -> Iterator[bool]:
 
 def writer_alive(directory: Path, writer_id: str) -> bool:
     """Whether the writer ``writer_id`` holds its lock, that is, its process still runs."""
-    return _held_by_a_live_writer(lock_path(directory, writer_id))
-
-
-def _held_by_a_live_writer(path: Path) -> bool:
+    path = lock_path(directory, writer_id)
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock(fd, path, wait=False)
     except BlockingIOError:
         return True
     finally:
         os.close(fd)
     return False
+
+
+def _writer_files(directory: Path, suffix: str) -> Iterator[tuple[str, Path]]:
+    """``(writer id, path)`` of every ``.peaknet-writer-{id}{suffix}`` file in ``directory``."""
+    for path in directory.glob(f".peaknet-writer-*{suffix}"):
+        yield path.name.removeprefix(".peaknet-writer-").removesuffix(suffix), path
 
 
 @dataclass
@@ -218,17 +223,16 @@ def find_batch(directory: Path, batch_id: str) -> BatchRecord:
     Call it under the commits lock when a claim depends on the answer.
     """
     quoted = json.dumps(batch_id)
-    for path in directory.glob(".peaknet-writer-*.commits.json"):
+    for writer_id, path in _writer_files(directory, LOG_SUFFIX):
         record = _read_log(path, naming=quoted)
         if record is not None and batch_id in record.get("batches", {}):
-            writer_id = str(record.get("writer_id", ""))
             outcome = BatchOutcome.from_record(record["batches"][batch_id], writer_id=writer_id)
             return BatchRecord(committed=outcome, claimed_by=())
     claimed_by = []
-    for path in directory.glob(".peaknet-writer-*.claim"):
+    for writer_id, path in _writer_files(directory, CLAIM_SUFFIX):
         try:
             if path.read_text() == batch_id:
-                claimed_by.append(path.name.removeprefix(".peaknet-writer-").removesuffix(".claim"))
+                claimed_by.append(writer_id)
         except FileNotFoundError:  # its writer finished the batch meanwhile
             continue
     return BatchRecord(committed=None, claimed_by=tuple(claimed_by))
@@ -277,9 +281,8 @@ def _recover_orphans(directory: Path, file_prefix: str) -> Recovery:
     committed: dict[str, int] = {}
     old_logs: list[tuple[Path, str | None]] = []
     dead: set[str] = set()
-    for path in directory.glob(".peaknet-writer-*.commits.json"):
-        writer_id = path.name.removeprefix(".peaknet-writer-").removesuffix(".commits.json")
-        if _held_by_a_live_writer(lock_path(directory, writer_id)):
+    for writer_id, path in _writer_files(directory, LOG_SUFFIX):
+        if writer_alive(directory, writer_id):
             continue
         record = _read_log(path)
         if record and record.get("current"):
@@ -289,12 +292,11 @@ def _recover_orphans(directory: Path, file_prefix: str) -> Recovery:
             old_logs.append((path, (record or {}).get("current")))
     for inprogress in sorted(directory.glob("*" + INPROGRESS_SUFFIX)):
         writer_id = _writer_of(inprogress.name, file_prefix)
-        if writer_id is None or _held_by_a_live_writer(lock_path(directory, writer_id)):
+        if writer_id is None or writer_alive(directory, writer_id):
             continue
         _finish(inprogress, committed.get(inprogress.name), result)
-    for path in directory.glob(".peaknet-writer-*.claim"):
-        writer_id = path.name.removeprefix(".peaknet-writer-").removesuffix(".claim")
-        if not _held_by_a_live_writer(lock_path(directory, writer_id)):
+    for writer_id, _ in _writer_files(directory, CLAIM_SUFFIX):
+        if not writer_alive(directory, writer_id):
             dead.add(writer_id)  # its claim died with it
     for writer_id in dead:
         lock_path(directory, writer_id).unlink(missing_ok=True)

@@ -146,11 +146,6 @@ class PeakStage:
         while True:
             with directory_lock(self._directory / COMMITS_LOCK, wait=True):
                 found = find_batch(self._directory, batch_id)
-                claimants = [
-                    writer_id
-                    for writer_id in found.claimed_by
-                    if writer_id != self.writer_id and writer_alive(self._directory, writer_id)
-                ]
                 if found.committed is not None:
                     logger.warning(
                         "batch %s came again; writer %s committed it already",
@@ -158,6 +153,11 @@ class PeakStage:
                         found.committed.writer_id,
                     )
                     return found.committed
+                claimants = [
+                    writer_id
+                    for writer_id in found.claimed_by
+                    if writer_id != self.writer_id and writer_alive(self._directory, writer_id)
+                ]
                 if not claimants:
                     self._log.claim(batch_id)
                     return None
@@ -200,7 +200,7 @@ class PeakStage:
         try:
             self._log.unclaim()  # the batch goes back to the caller, free for any writer
         except OSError as log_exc:
-            logger.error("cannot release the claim in the commit log: %s", log_exc)
+            logger.error("cannot release this writer's claim: %s", log_exc)
 
     def _recover(self) -> None:
         """Finish files of dead writers (and our own that failed to close), now and then."""
