@@ -46,13 +46,16 @@ def _frames(batch: int, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def test_gate_pads_to_a_warm_bucket_and_runs_unknown_pairs_eagerly() -> None:
-    gate = ShapeGate(buckets=(1, 2, 4, 8), compiled=True)
+    asked: list[tuple[int, int, int]] = []
+    gate = ShapeGate(buckets=(1, 2, 4, 8), compiled=True, on_new_eager_pair=asked.append)
     gate.mark_warm(4, 64, 64)
     assert gate.choose(1, 64, 64) == (4, True)  # padded up rather than compiled anew
     assert gate.choose(4, 64, 64) == (4, True)
     assert gate.choose(7, 64, 64) == (8, False)  # no warm bucket holds 7
     assert gate.choose(2, 32, 32) == (2, False)  # new shape
+    assert gate.choose(2, 32, 32) == (2, False)
     assert gate.eager_pairs() == [(2, 32, 32), (8, 64, 64)]
+    assert asked == [(8, 64, 64), (2, 32, 32)]  # once per pair, to compile in the background
     assert gate.known_shapes() == [(64, 64)]
 
 

@@ -29,14 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from peaknet_serve.engine.shapes import Pair
 from peaknet_serve.errors import PeakNetServeError
 from peaknet_serve.model import InputConfig, crop, mask_from_logits, prepare_batch
 
 logger = logging.getLogger(__name__)
-
-Pair = tuple[int, int, int]
-"""(bucket, height, width)."""
-
 
 class FrameMasker(nn.Module):
     """float32 (B, H, W) frames -> uint8 (B, H, W) peak masks: what is compiled and exported."""

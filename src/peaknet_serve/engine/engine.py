@@ -40,10 +40,10 @@ import torch
 from torch import nn
 
 from peaknet_serve.engine.affinity import AffinityChoice, pin_process_near
-from peaknet_serve.engine.aot import AotPackages, FrameMasker, Pair
+from peaknet_serve.engine.aot import AotPackages, FrameMasker
 from peaknet_serve.engine.compile_cache import configure_compile_cache
 from peaknet_serve.engine.config import EngineConfig, WarmupConfig
-from peaknet_serve.engine.shapes import ShapeGate
+from peaknet_serve.engine.shapes import Pair, ShapeGate
 from peaknet_serve.engine.staging import Slot, SlotPool, Staging, StagingStats
 from peaknet_serve.errors import ConfigError, DecodeError
 from peaknet_serve.model import InputConfig
@@ -158,7 +158,6 @@ class InferenceEngine:
 
         self._aot: AotPackages | None = None
         self._aot_runners: dict[Pair, Callable[[torch.Tensor], torch.Tensor]] = {}
-        self._aot_requested: set[Pair] = set()
         if engine.compile == "aot":
             if engine.autocast:
                 raise ConfigError("engine.compile='aot' casts the weights: set autocast to false")
@@ -181,7 +180,7 @@ class InferenceEngine:
             buckets=self._buckets,
             compiled=engine.compile != "off",
             fixed=fixed_shapes,
-            background=self._aot is not None,
+            on_new_eager_pair=self._build_in_background if self._aot is not None else None,
         )
         if self._on_gpu:
             torch.backends.cudnn.benchmark = engine.cudnn_benchmark
@@ -392,8 +391,6 @@ class InferenceEngine:
     ) -> None:
         count = frames.shape[0]
         bucket, compiled = self._gate.choose(count, key[0], key[1])
-        if not compiled and self._aot is not None:
-            self._build_in_background((bucket, key[0], key[1]))
         slot = await self._pool.acquire()
         launched: torch.cuda.Event | None = None
         try:
@@ -466,11 +463,8 @@ class InferenceEngine:
 
     def _build_in_background(self, pair: Pair) -> None:
         """Build ``pair``'s package in a child process; load and warm it on the launcher when
-        it is done, after which its batches run compiled."""
+        it is done, after which its batches run compiled (the gate asks once per pair)."""
         assert self._aot is not None
-        if pair in self._aot_requested:
-            return
-        self._aot_requested.add(pair)
         stream = self._compute_stream if self._on_gpu else None
 
         def adopt() -> None:

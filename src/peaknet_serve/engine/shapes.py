@@ -8,15 +8,15 @@ bucket that is warm for its shape (padding is cheaper than waiting) or, failing 
 model eagerly: slower for that shape (35 vs 68 frames/s for the standard model at 1920x1920),
 while batches of warm pairs are never held up. With ``fixed`` shapes an unknown frame shape is
 rejected instead. Add a shape that stays to ``warmup.frame_shapes``. With ahead-of-time packages
-(``background``) the engine builds the pair's package in a child process meanwhile and marks the
-pair warm when it is loaded.
+the engine builds the pair's package in a child process meanwhile (``on_new_eager_pair``) and
+marks the pair warm when it is loaded.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from peaknet_serve.errors import DecodeError
 
@@ -34,8 +34,8 @@ class ShapeGate:
         compiled: whether the engine compiles (otherwise every batch runs eager at its own
             bucket, and only ``fixed`` matters).
         fixed: reject frame shapes that were not warmed up at start.
-        background: pairs that are not warm get compiled in the background (only the log
-            message depends on it).
+        on_new_eager_pair: called (outside the gate's lock) the first time a pair runs eagerly,
+            to compile it in the background.
     """
 
     def __init__(
@@ -44,12 +44,12 @@ class ShapeGate:
         buckets: Sequence[int],
         compiled: bool,
         fixed: bool = False,
-        background: bool = False,
+        on_new_eager_pair: Callable[[Pair], None] | None = None,
     ) -> None:
         self._buckets = tuple(sorted(buckets))
         self._compiled = compiled
         self.fixed = fixed
-        self._background = background
+        self._on_new_eager_pair = on_new_eager_pair
         self._lock = threading.Lock()
         self._warm_pairs: set[Pair] = set()
         self._eager_pairs: set[Pair] = set()
@@ -100,14 +100,17 @@ class ShapeGate:
                 if bucket >= natural and (bucket, height, width) in self._warm_pairs:
                     return bucket, True
             pair = (natural, height, width)
-            if pair not in self._eager_pairs:
-                self._eager_pairs.add(pair)
-                logger.warning(
-                    "batch x shape %s was not warmed up: running it uncompiled (slower) so "
-                    "compiled batches are not held up; %s",
-                    pair,
-                    "its package builds in the background"
-                    if self._background
-                    else "add the shape to warmup.frame_shapes",
-                )
-            return natural, False
+            first_time = pair not in self._eager_pairs
+            self._eager_pairs.add(pair)
+        if first_time:
+            logger.warning(
+                "batch x shape %s was not warmed up: running it uncompiled (slower) so "
+                "compiled batches are not held up; %s",
+                pair,
+                "it is compiled in the background"
+                if self._on_new_eager_pair is not None
+                else "add the shape to warmup.frame_shapes",
+            )
+            if self._on_new_eager_pair is not None:
+                self._on_new_eager_pair(pair)
+        return natural, False
