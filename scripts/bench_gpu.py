@@ -46,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -574,9 +575,11 @@ def _service_run(
     """One service run the way an operator starts it: frames/s settled in steady state."""
     import signal
 
-    import h5py
     import httpx
     import yaml
+
+    from peaknet_serve.cxi.inspect_cli import summarize
+    from peaknet_serve.status_cli import settled
 
     workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
     config_path = os.path.join(workdir, "service.yaml")
@@ -619,9 +622,9 @@ def _service_run(
         while True:
             answer = httpx.get(f"{url}/status", timeout=30).json()
             status = answer["service"] | {"gpu": answer["gpu"]}  # every ingress added up
-            settled = status["hits_written"] + status["non_hits"] + status["failed"]
-            samples.append((time.perf_counter() - start, settled))
-            if status["received"] >= total and status["in_flight"] == 0:
+            done = status["hits_written"] + status["non_hits"] + status["failed"]
+            samples.append((time.perf_counter() - start, done))
+            if settled(answer, total):
                 break
             if time.perf_counter() - start > 900:
                 raise RuntimeError(f"service did not settle {total} frames: {status}")
@@ -631,11 +634,7 @@ def _service_run(
     finally:
         service.send_signal(signal.SIGINT)  # drains, closes and renames the CXI files
         service.wait(timeout=300)
-    events = 0
-    for path in sorted(os.listdir(os.path.join(workdir, "out"))):
-        if path.endswith(".cxi"):
-            with h5py.File(os.path.join(workdir, "out", path)) as f:
-                events += f["/entry_1/data_1/data"].shape[0]
+    events = sum(summarize(path)["events"] for path in Path(workdir, "out").glob("*.cxi"))
     rate = _steady_rate(samples, total)
     note = (
         f"{total} frames: {status['hits_written']} written, {status['non_hits']} non-hits, "
