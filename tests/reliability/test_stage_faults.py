@@ -24,6 +24,7 @@ from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.screen import split_non_finite
 from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.wire import FrameBatch
+from tests.serve_app import wait_for
 
 
 def config(out: Path, *, events_per_file: int = 5) -> ServiceConfig:
@@ -265,10 +266,8 @@ def test_a_batch_claimed_by_a_live_writer_is_waited_for(tmp_path: Path, then: st
     )
     slow.start()
     stage = PeakStage(config(out), writer_id="w0")
-    deadline = time.monotonic() + 30
-    while not (out / ".peaknet-writer-slow.claim").exists():
-        assert time.monotonic() < deadline, "the slow writer never claimed its batch"
-        time.sleep(0.05)
+    claim = out / ".peaknet-writer-slow.claim"
+    wait_for(claim.exists, timeout=30, what="the slow writer's claim of its batch")
     frames = batch(0)
     outcome = stage.process(masks_for(frames), frames, batch_id="x")
     slow.join(30)
