@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from peaknet_serve.crystfel import (
     LYSOZYME,
@@ -33,18 +34,19 @@ p0/ss = y
 
 
 def test_simulated_lysozyme_frames_are_indexed_and_their_peaks_lie_on_reflections(
-    crystfel: CrystFEL, tmp_path: Path
+    crystfel: CrystFEL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    geometry = tmp_path / "det.geom"
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
+    geometry = Path("det.geom")
     geometry.write_text(GEOMETRY)
-    cell = LYSOZYME.write(tmp_path / "lyso.cell")
-    frames = simulate_patterns(crystfel, cell, geometry, tmp_path / "frames", 3)
+    cell = LYSOZYME.write(Path("lyso.cell"))
+    frames = simulate_patterns(crystfel, cell, geometry, Path("frames"), 3)
     with h5py.File(frames[0]) as f:
         image = f["/data/data"][()]
     assert image.shape == (512, 512) and 5 < np.median(image) < 15  # 10 photons of background
 
     chunks = index(
-        crystfel, frames, geometry, cell, tmp_path / "pf8.stream", peaks="peakfinder8",
+        crystfel, frames, geometry, cell, Path("pf8.stream"), peaks="peakfinder8",
         extra_args=["--threshold=20", "--min-snr=5", "--min-pix-count=1"],
     )
     assert [Path(c.filename).name for c in chunks] == [f.name for f in frames]
@@ -57,7 +59,7 @@ def test_simulated_lysozyme_frames_are_indexed_and_their_peaks_lie_on_reflection
         on, total = peaks_on_reflections(chunk)
         assert total >= 5 and on / total > 0.7
     unindexed = index(
-        crystfel, frames, geometry, None, tmp_path / "peaks.stream", peaks="peakfinder8",
+        crystfel, frames, geometry, None, Path("peaks.stream"), peaks="peakfinder8",
         indexing="none", extra_args=["--threshold=20", "--min-snr=5", "--min-pix-count=1"],
     )
     assert not any(c.indexed for c in unindexed)

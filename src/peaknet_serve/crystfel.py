@@ -110,6 +110,8 @@ def simulate_patterns(
     Raises:
         CrystFELError: pattern_sim failed.
     """
+    paths = (out_dir, cell_file, geometry_file)
+    out_dir, cell_file, geometry_file = (Path(path).resolve() for path in paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     command = [
         str(crystfel.pattern_sim), "-p", str(cell_file), "-g", str(geometry_file),
@@ -178,12 +180,13 @@ def index(
     Raises:
         CrystFELError: indexamajig refused the geometry or failed; its stderr is in the message.
     """
+    stream_file = stream_file.resolve()
     list_file = stream_file.with_suffix(".lst")
     list_file.write_text("".join(f"{Path(f).resolve()}\n" for f in files))
     command = [
-        str(crystfel.indexamajig), "-i", str(list_file), "-g", str(geometry_file),
+        str(crystfel.indexamajig), "-i", str(list_file), "-g", str(Path(geometry_file).resolve()),
         "-o", str(stream_file), f"--peaks={peaks}", f"--indexing={indexing}", "-j", str(threads),
-        *([f"--pdb={cell_file}"] if cell_file is not None else []), *extra_args,
+        *([f"--pdb={Path(cell_file).resolve()}"] if cell_file is not None else []), *extra_args,
     ]
     _run(command, crystfel, cwd=stream_file.parent)
     return sorted(read_stream(stream_file), key=lambda chunk: chunk.serial)
