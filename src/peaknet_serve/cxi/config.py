@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from peaknet_serve._section import Section
 from peaknet_serve.cxi.geometry import read_geometry
@@ -70,6 +70,16 @@ class CXIConfig(Section):
         "assembled image, a mask) copied to /LCLS all the same; other such fields are not.",
     )
 
+    @field_validator("geometry_file")
+    @classmethod
+    def _geometry_readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                read_geometry(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
     @model_validator(mode="after")
     def _level_in_range(self) -> CXIConfig:
         if self.compression == "gzip" and self.compression_level > 9:
@@ -77,16 +87,12 @@ class CXIConfig(Section):
         if self.compression == "bitshuffle_zstd" and self.compression_level < 1:
             raise ValueError("compression_level for zstd must be 1-22")
         if self.geometry_file is not None:
-            try:
-                geometry = read_geometry(self.geometry_file)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from exc
-            clen = geometry.globals.get("clen")
+            clen = read_geometry(self.geometry_file).globals.get("clen")
             if clen is not None and not _is_number(clen.text) and self.clen_field is None:
                 raise ValueError(
-                    f"{geometry.where(clen)}: the detector distance is read from the data files: "
-                    "set output.clen_field to the stream field that holds it (e.g. "
-                    "'EncoderValue'), or give clen in metres"
+                    f"{self.geometry_file} line {clen.line}: 'clen = {clen.text}': the detector "
+                    "distance is read from the data files: set output.clen_field to the stream "
+                    "field that holds it (e.g. 'EncoderValue'), or give clen in metres"
                 )
         return self
 
