@@ -17,6 +17,13 @@ bad_beamstop/max_x = 12
 bad_beamstop/min_y = -12
 bad_beamstop/max_y = 12
 
+; a noisy ASIC of quadrant 1 (psana panel 10, its second half)
+bad_q1a5/min_fs = 582
+bad_q1a5/max_fs = 775
+bad_q1a5/min_ss = 370
+bad_q1a5/max_ss = 554
+bad_q1a5/panel = q1a5
+
 q0a0/min_fs = 0
 q0a0/min_ss = 0
 q0a0/max_fs = 193
