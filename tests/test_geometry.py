@@ -101,6 +101,7 @@ def test_an_unreadable_mask_file_is_left_out_with_a_log_line(tmp_path, caplog) -
         (("bad_p3a2col/min_ss = 1232", "bad_p3a2col/min_ss = 100"), "not inside panel p3a2"),
         (("bad_p3a2col/panel = p3a2", "bad_p3a2col/panel = p99"), "no panel 'p99'"),
         (("p1a0/corner_y", "p1a0/clen = 0.1\np1a0/corner_y"), "clen is a top-level property"),
+        (("mask_file = epix10k2m-mask.h5", ";"), "line 18: 'mask = /data/data'.*mask_file"),
     ],
 )
 def test_a_geometry_the_writer_cannot_honour_is_refused_naming_the_line(

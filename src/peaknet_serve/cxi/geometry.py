@@ -157,6 +157,12 @@ def parse_geometry(text: str, *, source: str = "geometry") -> Geometry:
         for key in ("fs", "ss"):
             direction(props[key].text, geometry=geometry, value=props[key])
         _check_dims(geometry, props)
+        for mask in geometry.masks(name).values():
+            if "data" in mask and "file" not in mask:
+                raise ConfigError(
+                    f"{geometry.where(mask['data'])}: a mask inside the data files needs "
+                    "mask_file = <its HDF5 file>: the service's CXI files hold no mask"
+                )
     for name, props in geometry.bad_regions.items():
         _check_bad_region(geometry, name, props)
     return geometry
