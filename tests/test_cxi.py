@@ -8,6 +8,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 import peaknet_serve.cxi as cxi_pkg
 from peaknet_serve.cxi import CXIConfig, CXIWriter, PanelLayout
@@ -230,6 +231,11 @@ def test_panel_stack_goes_to_the_slab_with_matching_peak_positions(tmp_path) -> 
 GEOM = """; two panels side by side, each of two ASICs stacked in ss
 clen = 0.2
 res = 10000
+corner_y = 0
+fs = +1.0x
+ss = +1.0y
+p0a0/corner_x = -11
+p0a1/corner_x = -11
 p0a0/min_fs = 0
 p0a0/max_fs = 9
 p0a0/min_ss = 0
@@ -245,8 +251,9 @@ p1a0/max_ss = 9
 p1a0/corner_x = 5
 bad_beamstop/min_fs = 3
 bad_beamstop/max_fs = 4
-bad_beamstop/min_ss = 3
-bad_beamstop/max_ss = 4
+bad_beamstop/min_ss = 2
+bad_beamstop/max_ss = 3
+bad_beamstop/panel = p0a0
 """
 
 
@@ -290,12 +297,11 @@ def test_geometry_errors_say_what_is_wrong(tmp_path) -> None:
     )
     with pytest.raises(ConfigError, match="overlap"):
         PanelLayout.from_geometry(tmp_path / "overlap.geom", 2, (8, 10))
-    (tmp_path / "names.geom").write_text("q0a0/min_fs = 0\n")
+    (tmp_path / "names.geom").write_text(GEOM.replace("p1a0/", "module1/"))
     with pytest.raises(ConfigError, match="p\\{N\\}"):
-        PanelLayout.from_geometry(tmp_path / "names.geom", 1, (8, 10))
-    config = CXIConfig(output_dir=str(tmp_path), geometry_file=str(tmp_path / "missing.geom"))
-    with pytest.raises(ConfigError, match="cannot read"):
-        CXIWriter(config, writer_id="w").write(np.zeros((2, 8, 10)), _peaks(0), {}, hit=True)
+        PanelLayout.from_geometry(tmp_path / "names.geom", 2, (8, 10))
+    with pytest.raises(ValidationError, match="missing.geom' cannot be read"):
+        CXIConfig(output_dir=str(tmp_path), geometry_file=str(tmp_path / "missing.geom"))
 
 
 def test_read_only_float32_frames_are_written(tmp_path) -> None:
@@ -350,5 +356,6 @@ def test_bad_arguments_and_unwritable_directory(tmp_path) -> None:
     with CXIWriter(CXIConfig(output_dir=str(tmp_path / "ok")), writer_id="w") as writer:
         with pytest.raises(ValueError, match="one of each"):
             writer.write_batch(np.zeros((2, 4, 4)), [_peaks(1)], {}, [True, True])
-        with pytest.raises(ValueError, match="give 2 values"):
-            writer.write_batch(np.zeros((2, 4, 4)), [_peaks(1)] * 2, {"a": [1.0]}, [True, True])
+        # a field with the wrong number of values is logged and left out; the events are written
+        frames = np.zeros((2, 4, 4))
+        assert writer.write_batch(frames, [_peaks(1)] * 2, {"a": [1.0]}, [True] * 2) == 2

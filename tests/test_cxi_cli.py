@@ -10,6 +10,7 @@ import pytest
 
 from peaknet_serve import cli
 from peaknet_serve.cxi import CXIConfig, CXIWriter, PanelLayout, panel_extents
+from peaknet_serve.cxi.geometry import parse_geometry
 from peaknet_serve.peaks import Peaks
 
 
@@ -62,14 +63,17 @@ def test_geom_for_a_panel_stack_round_trips_into_the_writer(tmp_path, capsys) ->
         "peak_list_type = cxi",
         "photon_energy = /LCLS/photon_energy_eV",
         "clen = 0.25",
-        "res = 10000",
+        "p2/res = 10000",
         "p2/min_ss = 16",
         "p2/max_ss = 23",
         "p2/max_fs = 9",
         "p2/fs = +1.0x",
     ):
         assert expected in lines, expected
-    assert panel_extents(text) == {0: (0, 9, 0, 7), 1: (0, 9, 8, 15), 2: (0, 9, 16, 23)}
+    assert "p2/adu_per_photon = 1 ; FIXME: ADU per photon of this detector" in lines
+    assert panel_extents(parse_geometry(text)) == {
+        0: (0, 9, 0, 7), 1: (0, 9, 8, 15), 2: (0, 9, 16, 23)
+    }
     geom = tmp_path / "out.geom"
     assert cli.main(["geom", "--cxi", str(path), "-o", str(geom)]) == 0
     assert "FIXME" in geom.read_text()
@@ -81,7 +85,8 @@ def test_geom_keeps_the_writers_geometry_and_flags_peaks_only_files(tmp_path, ca
     source = tmp_path / "src.geom"
     source.write_text(
         "data = /other\nclen = 0.3\np0/min_fs = 0\np0/max_fs = 9\np0/min_ss = 0\n"
-        "p0/max_ss = 7\np0/corner_x = -4\np0/dim0 = 0\n"
+        "p0/max_ss = 7\np0/corner_x = -4\np0/corner_y = -3\np0/fs = x\np0/ss = y\n"
+        "p0/dim0 = %\n"
     )
     path = _write(
         tmp_path / "o",
@@ -95,10 +100,11 @@ def test_geom_keeps_the_writers_geometry_and_flags_peaks_only_files(tmp_path, ca
     assert cli.main(["geom", "--cxi", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "p0/corner_x = -4" in lines and "clen = 0.3" in lines
-    assert "data = /other" not in lines and "p0/dim0 = 0" not in lines
+    assert "data = /other" not in lines and "p0/dim0 = %" not in lines
     assert "data = /entry_1/data_1/data" in lines
     assert any(line.startswith("; NOTE") and "no image" in line for line in lines)
     assert any("FIXME: no photon energy" in line for line in lines)
+    assert "photon_energy = 9500 ; FIXME: no photon energy recorded: the beam's, in eV" in lines
 
 
 def test_inspect_reports_events_peaks_hits_and_energy(tmp_path, capsys) -> None:

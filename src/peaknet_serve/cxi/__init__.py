@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from peaknet_serve.cxi.config import CXIConfig
+from peaknet_serve.cxi.geometry import Geometry, bad_pixel_mask, read_geometry
 from peaknet_serve.cxi.layout import PanelLayout, panel_extents
 from peaknet_serve.cxi.writer import CXIWriter
 
-__all__ = ["CXIConfig", "CXIWriter", "PanelLayout", "panel_extents"]
+__all__ = [
+    "CXIConfig",
+    "CXIWriter",
+    "Geometry",
+    "PanelLayout",
+    "bad_pixel_mask",
+    "panel_extents",
+    "read_geometry",
+]

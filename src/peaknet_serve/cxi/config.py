@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from peaknet_serve._section import Section
+from peaknet_serve.cxi.geometry import read_geometry
+from peaknet_serve.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -48,9 +50,35 @@ class CXIConfig(Section):
     )
     geometry_file: str | None = Field(
         default=None,
-        description="CrystFEL .geom whose p{N}a{M}/min_fs,min_ss place panel N of a panel stack "
-        "in the written 2-D array; null for Cheetah's slab (panel p at rows p*H).",
+        description="The detector's CrystFEL .geom (for 2-D, slab-layout data): its panels "
+        "p{N}a{M} (or CSPAD's q{Q}a{A}) place panel N of a panel stack in the written 2-D array, "
+        "and 'peaknet-serve geom' builds on it. Checked at start; null for Cheetah's slab "
+        "(panel p at rows p*H).",
     )
+    clen_field: str | None = Field(
+        default=None,
+        description="Per-event stream field holding the detector distance (as the decoder names "
+        "it: the last part of its path, e.g. 'EncoderValue'); written to "
+        "/LCLS/detector_1/EncoderValue, where 'peaknet-serve geom' points CrystFEL's clen.",
+    )
+    clen_unit: Literal["m", "mm"] = Field(
+        default="mm", description="Unit of clen_field (the LCLS encoder reads mm)."
+    )
+    copy_large_fields: list[str] = Field(
+        default_factory=list,
+        description="Per-event images (2-D or more per event, at least one panel's pixels: an "
+        "assembled image, a mask) copied to /LCLS all the same; other such fields are not.",
+    )
+
+    @field_validator("geometry_file")
+    @classmethod
+    def _geometry_readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                read_geometry(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
     @model_validator(mode="after")
     def _level_in_range(self) -> CXIConfig:
@@ -58,4 +86,20 @@ class CXIConfig(Section):
             raise ValueError("compression_level for gzip must be 0-9")
         if self.compression == "bitshuffle_zstd" and self.compression_level < 1:
             raise ValueError("compression_level for zstd must be 1-22")
+        if self.geometry_file is not None:
+            clen = read_geometry(self.geometry_file).globals.get("clen")
+            if clen is not None and not _is_number(clen.text) and self.clen_field is None:
+                raise ValueError(
+                    f"{self.geometry_file} line {clen.line}: 'clen = {clen.text}': the detector "
+                    "distance is read from the data files: set output.clen_field to the stream "
+                    "field that holds it (e.g. 'EncoderValue'), or give clen in metres"
+                )
         return self
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.split()[0])
+    except (ValueError, IndexError):
+        return False
+    return True

@@ -1,9 +1,15 @@
-"""``peaknet-serve geom --cxi FILE``: a CrystFEL geometry file matching a CXI file we wrote.
+"""``peaknet-serve geom --cxi FILE``: a CrystFEL 0.11 geometry file for a CXI file we wrote.
 
-The data path, dimensions, peak list and photon energy come from the file; so do the panel
-extents in the written 2-D array. When the writer placed panels with a ``.geom`` file, that file
-(kept in the CXI file) supplies the physical geometry; otherwise the panels are laid flat around
-the array's centre and the output says which lines to replace with the detector's real geometry.
+Every panel gets every property CrystFEL needs written out (extent in the written 2-D array,
+corners, fs/ss, ``res``, ``coffset``, ``adu_per_photon`` or ``adu_per_eV``), so indexamajig reads
+the file as written. The data path, dimensions, peak list and photon energy come from the CXI
+file. When the writer placed panels with a ``.geom`` file (kept in the CXI file), that geometry
+supplies the physics; otherwise the panels are laid flat around the array's centre. A value the
+project cannot know is written as a real line with a ``; FIXME`` comment.
+
+``clen``, in this order: ``--clen``; the source geometry's (a number, or the encoder path when the
+file holds it); the per-event ``output.clen_field`` the writer stored at
+``/LCLS/detector_1/EncoderValue`` (unit from its ``units`` attribute); else 0.1 m, FIXME.
 """
 
 from __future__ import annotations
@@ -11,27 +17,53 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import h5py
+import hdf5plugin
 import numpy as np
 
-from peaknet_serve.cxi.writer import DATA_PATH, METADATA_GROUP, PHOTON_ENERGY_KEY, RESULT_PATH
+from peaknet_serve.cxi.geometry import Geometry, mask_file_path, parse_geometry
+from peaknet_serve.cxi.writer import (
+    CLEN_KEY,
+    DATA_PATH,
+    INPROGRESS_SUFFIX,
+    METADATA_GROUP,
+    PHOTON_ENERGY_KEY,
+    RESULT_PATH,
+)
+from peaknet_serve.errors import ConfigError
 
 HELP = "print a CrystFEL geometry file for a CXI file written by peaknet-serve"
 
-_ENCODER_PATH = f"{METADATA_GROUP}/detector_1/EncoderValue"
-_OVERRIDDEN = {"data", "dim0", "dim1", "dim2", "dim3", "peak_list", "peak_list_type"}
+CLEN_PATH = f"{METADATA_GROUP}/{CLEN_KEY}"
+PLUGIN_HINT = (
+    "; NOTE: the image is compressed with an HDF5 plugin filter (bitshuffle). CrystFEL reads it\n"
+    ";   through Debian's 'bitshuffle' package (apt-get install bitshuffle) or with\n"
+    ";   HDF5_PLUGIN_PATH=/usr/lib/x86_64-linux-gnu/hdf5/serial/plugins (or hdf5plugin's\n"
+    ";   directory: python -c 'import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)')"
+)
+#: Panel properties written for every panel, in this order, after the extent.
+_PHYSICAL = ("corner_x", "corner_y", "fs", "ss", "res", "coffset")
+#: Panel properties passed through from the source geometry when set.
+_PASSED = ("max_adu", "flag_equal", "flag_lessthan", "flag_morethan", "no_index",
+           "mask_edge_pixels")
+_DEFAULT_RES = 10000.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cxi", required=True, type=Path, help="a CXI file (.cxi or .inprogress)")
     parser.add_argument(
-        "--clen", type=float, default=None,
-        help="detector distance in metres (default: the file's EncoderValue, else a placeholder)",
+        "--cxi", required=True, type=Path,
+        help="a CXI file, closed (.cxi) or still being written (.cxi.inprogress)",
     )
     parser.add_argument(
-        "--res", type=float, default=10000.0,
-        help="pixels per metre for generated panels (default 10000: 100 um pixels, ePix10k)",
+        "--clen", type=float, default=None,
+        help="detector distance in metres (default: the source geometry's, else the file's "
+        "encoder field, else a FIXME placeholder)",
+    )
+    parser.add_argument(
+        "--res", type=float, default=_DEFAULT_RES,
+        help="pixels per metre where the file has no geometry (default 10000: 100 um, ePix10k)",
     )
     parser.add_argument("-o", "--output", type=Path, default=None, help="write here, not stdout")
 
@@ -39,9 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         text = geometry_text(args.cxi, clen=args.clen, res=args.res)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, ConfigError) as exc:
         sys.stderr.write(f"peaknet-serve geom: cannot read {args.cxi}: {exc}\n")
         return 1
+    if args.cxi.name.endswith(INPROGRESS_SUFFIX):
+        sys.stderr.write(
+            f"peaknet-serve geom: {args.cxi} is still being written; the geometry holds for "
+            "its events so far and for the .cxi it becomes\n"
+        )
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -49,85 +86,164 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def geometry_text(path: Path, *, clen: float | None = None, res: float = 10000.0) -> str:
-    """The geometry file for ``path``, as text."""
-    with h5py.File(path, "r") as handle:
-        attrs = handle.attrs
-        has_data = DATA_PATH in handle
-        if has_data:
-            stored = tuple(int(v) for v in handle[DATA_PATH].shape[1:])
-        else:
-            stored = tuple(int(v) for v in attrs["peaknet_stored_shape"])
-        offsets = np.asarray(attrs.get("peaknet_panel_offsets", [[0, 0]]), dtype=int)
-        panel_shape = tuple(int(v) for v in attrs.get("peaknet_panel_shape", stored))
-        source = attrs.get("peaknet_geometry")
-        energy_path = f"{METADATA_GROUP}/{PHOTON_ENERGY_KEY}"
-        has_energy = energy_path in handle and bool(np.isfinite(handle[energy_path][()]).any())
-        has_encoder = _ENCODER_PATH in handle
+def geometry_text(path: Path, *, clen: float | None = None, res: float = _DEFAULT_RES) -> str:
+    """The geometry file for the CXI file ``path`` (``.cxi`` or ``.cxi.inprogress``), as text.
+
+    Raises:
+        OSError, KeyError: the file cannot be read as a CXI file of ours.
+        ConfigError: the geometry kept in the file cannot be parsed.
+    """
+    info = _read_file(path)
+    source = None
+    if info["geometry"] is not None:
+        source = parse_geometry(str(info["geometry"]), source=str(info["geometry_path"]))
     lines = [
         f"; CrystFEL geometry for {path.name}, written by peaknet-serve geom",
-        f"; the file holds {stored[0]} x {stored[1]} (ss x fs) frames; run e.g.",
+        f"; the file holds {info['stored'][0]} x {info['stored'][1]} (ss x fs) frames; run e.g.",
         ";   indexamajig -g THIS.geom --peaks=cxi -i files.lst -o out.stream",
+    ]
+    if path.name.endswith(INPROGRESS_SUFFIX):
+        lines.append("; NOTE: the file is still being written (.cxi.inprogress)")
+    if not info["has_data"]:
+        lines.append("; NOTE: written in 'peaks' mode: this file has no image data to index")
+    if info["plugin_filter"]:
+        lines.append(PLUGIN_HINT)
+    lines += _global_lines(info, source, clen)
+    lines += [
+        "",
         f"data = {DATA_PATH}",
         "dim0 = %",
         "dim1 = ss",
         "dim2 = fs",
         f"peak_list = {RESULT_PATH}",
         "peak_list_type = cxi",
+        "",
     ]
-    if not has_data:
-        lines.append("; NOTE: written in 'peaks' mode: this file has no image data to index")
-    if has_energy:
-        lines.append(f"photon_energy = {energy_path}")
-    else:
-        lines.append("; FIXME: no photon energy recorded: add 'photon_energy = <eV>'")
     if source is not None:
-        lines += ["", "; from the geometry file the writer used:"]
-        lines += _without_overridden(str(source), drop_energy=has_energy)
+        lines += _source_panels(source)
     else:
-        lines += _generated_panels(stored, panel_shape, offsets, clen=clen, res=res,
-                                   has_encoder=has_encoder)
+        lines += _generated_panels(info, res=res)
     return "\n".join(lines) + "\n"
 
 
-def _without_overridden(text: str, *, drop_energy: bool) -> list[str]:
-    kept = []
-    for line in text.splitlines():
-        key = line.split(";", 1)[0].split("=", 1)[0].strip()
-        prop = key.split("/", 1)[-1]
-        if "=" in line.split(";", 1)[0] and (
-            prop in _OVERRIDDEN or (drop_energy and key == "photon_energy")
-        ):
-            continue
-        kept.append(line)
-    return kept
+def _read_file(path: Path) -> dict[str, Any]:
+    # locking=False: a live .cxi.inprogress is held open by its writer
+    with h5py.File(path, "r", locking=False) as handle:
+        attrs = handle.attrs
+        has_data = DATA_PATH in handle
+        if has_data:
+            stored = tuple(int(v) for v in handle[DATA_PATH].shape[1:])
+        else:
+            stored = tuple(int(v) for v in attrs["peaknet_stored_shape"])
+        energy_path = f"{METADATA_GROUP}/{PHOTON_ENERGY_KEY}"
+        clen_units = None
+        if CLEN_PATH in handle:
+            clen_units = handle[CLEN_PATH].attrs.get("units", "mm")
+            clen_units = clen_units.decode() if isinstance(clen_units, bytes) else str(clen_units)
+        return {
+            "has_data": has_data,
+            "stored": stored,
+            "offsets": np.asarray(attrs.get("peaknet_panel_offsets", [[0, 0]]), dtype=int),
+            "panel_shape": tuple(int(v) for v in attrs.get("peaknet_panel_shape", stored)),
+            "geometry": attrs.get("peaknet_geometry"),
+            "geometry_path": attrs.get("peaknet_geometry_path", "geometry kept in the file"),
+            "has_energy": energy_path in handle
+            and bool(np.isfinite(handle[energy_path][()]).any()),
+            "clen_units": clen_units,
+            "plugin_filter": has_data and _uses_plugin(handle[DATA_PATH]),
+        }
 
 
-def _generated_panels(
-    stored: tuple[int, ...],
-    panel_shape: tuple[int, ...],
-    offsets: np.ndarray,
-    *,
-    clen: float | None,
-    res: float,
-    has_encoder: bool,
-) -> list[str]:
-    height, width = panel_shape
-    lines = [f"res = {res:g}"]
-    if clen is not None:
-        lines.append(f"clen = {clen:g}")
-    elif has_encoder:
-        lines += [f"clen = {_ENCODER_PATH}", "; FIXME: set coffset (metres) for this encoder",
-                  "coffset = 0.0"]
+def _uses_plugin(dataset: h5py.Dataset) -> bool:
+    plist = dataset.id.get_create_plist()
+    builtin = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32,
+               h5py.h5z.FILTER_SZIP, h5py.h5z.FILTER_NBIT, h5py.h5z.FILTER_SCALEOFFSET}
+    ids = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+    return bool(ids - builtin) or hdf5plugin.Bitshuffle.filter_id in ids
+
+
+def _global_lines(info: dict[str, Any], source: Geometry | None, clen: float | None) -> list[str]:
+    lines = []
+    energy = source.globals.get("photon_energy") if source is not None else None
+    if info["has_energy"]:
+        lines.append(f"photon_energy = {METADATA_GROUP}/{PHOTON_ENERGY_KEY}")
+    elif energy is not None and _is_number(energy.text):
+        lines.append(f"photon_energy = {energy.text}")
     else:
-        lines += ["; FIXME: the real detector distance in metres (or --clen)", "clen = 0.1"]
-    lines += [
-        "; set for your detector: adu_per_photon = 1",
-        "",
+        lines.append("photon_energy = 9500 ; FIXME: no photon energy recorded: the beam's, in eV")
+    lines.append(_clen_line(info, source, clen))
+    if source is not None and "bandwidth" in source.globals:
+        lines.append(f"bandwidth = {source.globals['bandwidth'].text}")
+    return lines
+
+
+def _clen_line(info: dict[str, Any], source: Geometry | None, clen: float | None) -> str:
+    if clen is not None:
+        return f"clen = {clen:g}"
+    given = source.globals.get("clen") if source is not None else None
+    if given is not None and _is_number(given.text):
+        return f"clen = {given.text}"
+    if info["clen_units"] is not None:
+        return f"clen = {CLEN_PATH} {info['clen_units']}"
+    note = (f" (the source geometry's {given.text!r} is not in this file)" if given is not None
+            else "")
+    return f"clen = 0.1 ; FIXME: the detector distance in metres (or geom --clen){note}"
+
+
+def _source_panels(source: Geometry) -> list[str]:
+    lines = []
+    for name, props in source.panels.items():
+        lines += [f"{name}/{key} = {props[key].text}"
+                  for key in ("min_fs", "max_fs", "min_ss", "max_ss")]
+        for key in _PHYSICAL:
+            if key in props:
+                lines.append(f"{name}/{key} = {props[key].text}")
+            elif key == "res":
+                lines.append(f"{name}/res = {_DEFAULT_RES:g} ; FIXME: pixels per metre")
+            elif key == "coffset":
+                lines.append(f"{name}/coffset = 0")
+        lines.append(_adu_line(name, props))
+        lines += [f"{name}/{key} = {props[key].text}" for key in _PASSED if key in props]
+        lines += _mask_lines(source, name)
+        lines.append("")
+    for name, props in source.bad_regions.items():
+        lines += [f"{name}/{key} = {value.text}" for key, value in props.items()]
+        lines.append("")
+    lines += source.groups
+    return lines
+
+
+def _adu_line(name: str, props: dict[str, Any]) -> str:
+    for key in ("adu_per_photon", "adu_per_eV"):
+        if key in props:
+            return f"{name}/{key} = {props[key].text}"
+    return f"{name}/adu_per_photon = 1 ; FIXME: ADU per photon of this detector"
+
+
+def _mask_lines(source: Geometry, name: str) -> list[str]:
+    lines = []
+    for number, mask in source.masks(name).items():
+        if "file" not in mask or "data" not in mask:
+            continue
+        path = mask_file_path(source, mask["file"].text).resolve()
+        if not path.exists():
+            lines.append(f"; {name}: mask file {path} not found here; its mask{number} is left out")
+            continue
+        lines.append(f"{name}/mask{number}_file = {path}")
+        for key in ("data", "goodbits", "badbits"):
+            if key in mask:
+                lines.append(f"{name}/mask{number}_{key} = {mask[key].text}")
+    return lines
+
+
+def _generated_panels(info: dict[str, Any], *, res: float) -> list[str]:
+    height, width = info["panel_shape"]
+    stored = info["stored"]
+    lines = [
         "; FIXME: panels laid flat around the centre of the written array; replace corner_x,",
-        "; corner_y, fs and ss with your detector's geometry before indexing for real",
+        "; corner_y, fs, ss and res with your detector's geometry before indexing for real",
     ]
-    for p, (ss0, fs0) in enumerate(offsets):
+    for p, (ss0, fs0) in enumerate(info["offsets"]):
         name = f"p{p}"
         lines += [
             f"{name}/min_fs = {fs0}",
@@ -138,6 +254,17 @@ def _generated_panels(
             f"{name}/corner_y = {ss0 - stored[0] / 2:g}",
             f"{name}/fs = +1.0x",
             f"{name}/ss = +1.0y",
+            f"{name}/res = {res:g}",
+            f"{name}/coffset = 0",
+            f"{name}/adu_per_photon = 1 ; FIXME: ADU per photon of this detector",
             "",
         ]
     return lines
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.split()[0])
+    except (ValueError, IndexError):
+        return False
+    return True

@@ -12,7 +12,13 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from peaknet_serve.cxi.writer import DATA_PATH, METADATA_GROUP, PHOTON_ENERGY_KEY, RESULT_PATH
+from peaknet_serve.cxi.writer import (
+    DATA_PATH,
+    INPROGRESS_SUFFIX,
+    METADATA_GROUP,
+    PHOTON_ENERGY_KEY,
+    RESULT_PATH,
+)
 
 HELP = "summarise CXI files: events, peaks per event, hit fraction, photon energy range"
 
@@ -20,7 +26,10 @@ _BITSHUFFLE_CODECS = {(2,): "+lz4", (3,): "+zstd"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", type=Path, help="CXI files")
+    parser.add_argument(
+        "files", nargs="+", type=Path,
+        help="CXI files; a .cxi.inprogress file still being written is read as far as flushed",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
@@ -41,8 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summarize(path: Path) -> dict[str, Any]:
-    """Events, peaks per event, hits, photon energy range and image of one CXI file."""
-    with h5py.File(path, "r") as handle:
+    """Events, peaks per event, hits, photon energy range and image of one CXI file.
+
+    A ``.cxi.inprogress`` file is opened without HDF5 file locking (its writer holds it open) and
+    read as far as the writer has flushed it; ``in_progress`` says so.
+    """
+    with h5py.File(path, "r", locking=False) as handle:
         n_peaks = np.asarray(handle[f"{RESULT_PATH}/nPeaks"][()])
         hit_path = f"{RESULT_PATH}/hit"
         hit = np.asarray(handle[hit_path][()], dtype=bool) if hit_path in handle else None
@@ -61,6 +74,7 @@ def summarize(path: Path) -> dict[str, Any]:
     finite = energy[np.isfinite(energy)] if energy is not None else np.zeros(0)
     return {
         "file": str(path),
+        "in_progress": path.name.endswith(INPROGRESS_SUFFIX),
         "events": events,
         "peaks_total": int(n_peaks.sum()),
         "peaks_mean": float(n_peaks.mean()) if events else None,
@@ -114,7 +128,10 @@ def _total(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _line(summary: dict[str, Any]) -> str:
-    parts = [summary["file"], f"events {summary['events']}"]
+    parts = [summary["file"]]
+    if summary.get("in_progress"):
+        parts.append("(still being written)")
+    parts.append(f"events {summary['events']}")
     if summary["events"]:
         median = summary.get("peaks_median")
         parts.append(

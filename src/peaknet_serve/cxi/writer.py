@@ -8,8 +8,10 @@ Layout (per file, N events, every dataset resizable along axis 0):
   (N, max_peaks) float32, unused slots 0; positions index the written 2-D array, pixel centres at
   integers
 - ``/entry_1/result_1/hit`` (N,) uint8, the hit decision (all 1 unless write_mode is "all")
-- ``/LCLS/photon_energy_eV`` (N,) float64 (NaN when not given) and ``/LCLS/{key}`` for every
-  metadata key: numbers keep their dtype, strings are variable-length str
+- ``/LCLS/photon_energy_eV`` (N,) float64 (NaN when not given) and ``/LCLS/{key}`` (N, ...) for
+  every metadata field, event axis first: numbers keep their dtype, strings (and any other type,
+  logged) are variable-length str element by element; fields of a panel's size or more only when
+  named in ``copy_large_fields``; ``clen_field`` goes to ``/LCLS/detector_1/EncoderValue``
 - root attributes ``peaknet_*``: writer id, write mode, events offered to the writer while the
   file was current (the hit fraction's denominator), panel layout, source geometry text
 
@@ -34,6 +36,7 @@ import numpy as np
 
 from peaknet_serve import __version__
 from peaknet_serve.cxi.config import NAME_PATTERN, CXIConfig
+from peaknet_serve.cxi.geometry import read_geometry
 from peaknet_serve.cxi.layout import PanelLayout
 from peaknet_serve.errors import WriterError
 from peaknet_serve.peaks.find import Peaks
@@ -44,6 +47,8 @@ DATA_PATH = "/entry_1/data_1/data"
 RESULT_PATH = "/entry_1/result_1"
 METADATA_GROUP = "/LCLS"
 PHOTON_ENERGY_KEY = "photon_energy_eV"
+CLEN_KEY = "detector_1/EncoderValue"
+"""Where ``output.clen_field`` is stored under ``/LCLS`` (Cheetah's place; ``units`` attribute)."""
 DECODED_ENERGY_KEY = "photon_energy_ev"
 """The photon-energy key of ``peaknet_serve.wire.FrameBatch.metadata``."""
 SUFFIX = ".cxi"
@@ -156,12 +161,9 @@ class CXIWriter:
                 f"{len(images)} images, {len(peaks_list)} peak lists and {batch} hit flags: "
                 "give one of each per event"
             )
-        arrays = {_dataset_key(key): np.asarray(values) for key, values in metadata.items()}
-        for key, values in arrays.items():
-            if values.ndim == 0 or len(values) != batch:
-                raise ValueError(f"metadata {key!r} has shape {values.shape}; give {batch} values")
-        selected = np.arange(batch) if self._config.write_mode == "all" else np.flatnonzero(hits)
         frame_shape = tuple(images.shape[1:])
+        arrays = self._metadata_arrays(metadata, batch, frame_shape)
+        selected = np.arange(batch) if self._config.write_mode == "all" else np.flatnonzero(hits)
         if len(frame_shape) not in (2, 3):
             raise ValueError(f"images {images.shape}: expected (B, H, W) or (B, P, H, W)")
         if selected.size and self._file is not None and frame_shape != self._frame_shape:
@@ -185,6 +187,33 @@ class CXIWriter:
                 self._close_file()
         self._offered += batch - attributed
         return int(selected.size)
+
+    def _metadata_arrays(
+        self, metadata: Mapping[str, Any], batch: int, frame_shape: tuple[int, ...]
+    ) -> dict[str, np.ndarray]:
+        """The fields to write, under their ``/LCLS`` names; a field that cannot be is logged."""
+        config = self._config
+        panel_pixels = int(np.prod(frame_shape[-2:]))
+        arrays = {}
+        for key, values in metadata.items():
+            try:
+                array = np.asarray(values)
+            except ValueError:  # ragged per-event values
+                array = np.asarray([_as_str(value) for value in values], dtype=object)
+            if array.ndim == 0 or len(array) != batch:
+                self._warn_once(key, "metadata %r has shape %s for %d events: not written",
+                                key, array.shape, batch)
+                continue
+            per_event = int(np.prod(array.shape[1:]))
+            if (array.ndim >= 3 and per_event >= panel_pixels
+                    and key not in config.copy_large_fields and key != config.clen_field):
+                self._warn_once(
+                    key, "metadata %r holds a %s image per event, as big as a panel: not copied "
+                    "(name it in output.copy_large_fields to keep it)", key, array.shape[1:])
+                continue
+            name = CLEN_KEY if key == config.clen_field else _dataset_key(key)
+            arrays[name] = array
+        return arrays
 
     def flush(self) -> None:
         """Push what was written to disk (the file stays ``.inprogress``)."""
@@ -216,15 +245,19 @@ class CXIWriter:
         with _as_writer_error(inprogress):
             self._file = h5py.File(inprogress, "w")
             self._inprogress = inprogress
-            self._create_datasets()
+            try:
+                self._create_datasets()
+            except (ValueError, RuntimeError, OSError) as exc:
+                self._discard_new_file()
+                raise WriterError(_creation_failure(inprogress, config, exc)) from exc
         logger.info("writing %s", inprogress)
 
     def _make_layout(self, frame_shape: tuple[int, ...]) -> PanelLayout:
-        if len(frame_shape) == 2:
-            return PanelLayout.slab(1, (frame_shape[0], frame_shape[1]))
-        n_panels, height, width = frame_shape
         if self._config.geometry_file is not None:
-            return PanelLayout.from_geometry(self._config.geometry_file, n_panels, (height, width))
+            return PanelLayout.for_frames(read_geometry(self._config.geometry_file), frame_shape)
+        if len(frame_shape) == 2:
+            return PanelLayout(frame_shape, np.zeros((1, 2), int), frame_shape, is_2d=True)
+        n_panels, height, width = frame_shape
         return PanelLayout.slab(n_panels, (height, width))
 
     def _create_datasets(self) -> None:
@@ -271,6 +304,16 @@ class CXIWriter:
         attrs["peaknet_events_offered"] = 0
         if layout.geometry_text is not None:
             attrs["peaknet_geometry"] = layout.geometry_text
+            attrs["peaknet_geometry_path"] = str(Path(config.geometry_file or "").resolve())
+
+    def _discard_new_file(self) -> None:
+        """Drop a file whose datasets could not be created (it holds no event)."""
+        assert self._file is not None and self._inprogress is not None
+        self._file.close()
+        self._inprogress.unlink(missing_ok=True)
+        self._file = None
+        self._inprogress = None
+        self._datasets = {}
 
     def _append(
         self,
@@ -338,16 +381,15 @@ class CXIWriter:
             dataset.resize(stop, axis=0)
         try:
             if h5py.check_string_dtype(dataset.dtype) is not None:
-                converted: Any = [_as_str(value) for value in chosen]
+                converted: Any = _as_str_array(chosen)
             else:
                 converted = np.asarray(chosen).astype(dataset.dtype)
-        except (TypeError, ValueError):
+            if converted.shape[1:] != dataset.shape[1:]:
+                raise ValueError(f"shape {converted.shape[1:]} per event, not {dataset.shape[1:]}")
+        except (TypeError, ValueError) as exc:
             self._warn_once(
-                key,
-                "metadata %r: values %r do not fit %s; writing fill values",
-                key,
-                chosen[:1],
-                dataset.dtype,
+                key, "metadata %r: values %r do not fit %s%s (%s); writing fill values",
+                key, chosen[:1], dataset.dtype, dataset.shape[1:], exc,
             )
             converted = _fill_value(dataset)
         dataset[start:stop] = converted
@@ -359,13 +401,13 @@ class CXIWriter:
         if dataset is not None:
             return dataset
         assert self._file is not None
-        if example.dtype.kind in "USO":
-            dtype: Any = h5py.string_dtype()
-        elif example.dtype.kind in "biuf":
-            dtype = example.dtype
+        if example.dtype.kind in "biuf":
+            dtype: Any = example.dtype
         else:
-            self._warn_once(key, "metadata %r of dtype %s is not written", key, example.dtype)
-            return None
+            if example.dtype.kind not in "USO":
+                self._warn_once(key, "metadata %r of dtype %s is stored as strings", key,
+                                example.dtype)
+            dtype = h5py.string_dtype()
         event_shape = example.shape[1:]
         itemsize = example.dtype.itemsize if dtype is example.dtype else 8  # 8: str pointer
         event_bytes = max(1, int(np.prod(event_shape)) * itemsize)
@@ -379,6 +421,8 @@ class CXIWriter:
         )
         if self._n:
             dataset[:] = _fill_value(dataset)
+        if name == CLEN_KEY:
+            dataset.attrs["units"] = self._config.clen_unit
         self._datasets[path] = dataset
         return dataset
 
@@ -441,6 +485,34 @@ def _key_of(path: str) -> str:
 
 def _as_str(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _as_str_array(values: np.ndarray) -> np.ndarray:
+    """Every element as str, the shape kept: (B, 4) strings stay (B, 4), one string a cell."""
+    values = np.asarray(values)
+    out = np.empty(values.shape, dtype=object)
+    for index, value in np.ndenumerate(values):
+        out[index] = _as_str(value)
+    return out
+
+
+def _creation_failure(path: Path, config: CXIConfig, exc: BaseException) -> str:
+    """Why the datasets of a new file could not be created, and what to do."""
+    if config.compression.startswith("bitshuffle"):
+        plugin_path = os.environ.get("HDF5_PLUGIN_PATH")
+        shadow = (
+            f"HDF5_PLUGIN_PATH={plugin_path} makes HDF5 load that directory's bitshuffle plugin "
+            "(built for another HDF5 library) in place of hdf5plugin's; unset HDF5_PLUGIN_PATH in "
+            "the service's environment (CrystFEL needs it, the service does not)"
+            if plugin_path
+            else "the bitshuffle filter is not available: install hdf5plugin in the service's "
+            "environment, and leave HDF5_PLUGIN_PATH unset"
+        )
+        return (
+            f"cannot create {path} with output.compression {config.compression}: {exc}. "
+            f"{shadow}, or set output.compression: gzip"
+        )
+    return f"cannot create {path}: {exc} (check free space and permissions of output.output_dir)"
 
 
 @contextmanager
