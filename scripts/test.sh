@@ -11,4 +11,11 @@ if ! { [ -x /usr/bin/chromium ] && command -v shellcheck >/dev/null; } \
         && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && apt-get install -y -qq chromium shellcheck > /dev/null
 fi
+# The real CrystFEL (indexamajig, pattern_sim) checks what the service writes; build.sh is
+# idempotent and installs into /opt/crystfel, where the tests look (tests/conftest.py).
+SHARED="$(pwd)/../shared"
+if [ -x "$SHARED/crystfel/build.sh" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    "$SHARED/crystfel/build.sh" > /tmp/crystfel-build.log 2>&1 \
+        || { tail -n 40 /tmp/crystfel-build.log; exit 1; }
+fi
 exec "$PY" -m pytest "$@"

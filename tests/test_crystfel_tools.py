@@ -1,0 +1,64 @@
+"""The CrystFEL runner against the real pattern_sim and indexamajig: frames made, indexed, read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from peaknet_serve.crystfel import (
+    LYSOZYME,
+    CrystFEL,
+    index,
+    peaks_on_reflections,
+    simulate_patterns,
+)
+
+GEOMETRY = """photon_energy = 9500
+clen = 0.08
+res = 11235.955
+adu_per_photon = 1
+data = /data/data
+
+p0/min_fs = 0
+p0/max_fs = 511
+p0/min_ss = 0
+p0/max_ss = 511
+p0/corner_x = -256
+p0/corner_y = -256
+p0/fs = x
+p0/ss = y
+"""
+
+
+def test_simulated_lysozyme_frames_are_indexed_and_their_peaks_lie_on_reflections(
+    crystfel: CrystFEL, tmp_path: Path
+) -> None:
+    geometry = tmp_path / "det.geom"
+    geometry.write_text(GEOMETRY)
+    cell = LYSOZYME.write(tmp_path / "lyso.cell")
+    frames = simulate_patterns(crystfel, cell, geometry, tmp_path / "frames", 3)
+    with h5py.File(frames[0]) as f:
+        image = f["/data/data"][()]
+    assert image.shape == (512, 512) and 5 < np.median(image) < 15  # 10 photons of background
+
+    chunks = index(
+        crystfel, frames, geometry, cell, tmp_path / "pf8.stream", peaks="peakfinder8",
+        extra_args=["--threshold=20", "--min-snr=5", "--min-pix-count=1"],
+    )
+    assert [Path(c.filename).name for c in chunks] == [f.name for f in frames]
+    assert all(c.photon_energy_ev == 9500.0 for c in chunks)
+    indexed = [c for c in chunks if c.indexed]
+    assert len(indexed) >= 2
+    for chunk in indexed:
+        a, b, c = chunk.crystals[0].cell[:3]
+        assert abs(a - 7.91) < 0.1 and abs(b - 7.91) < 0.1 and abs(c - 3.79) < 0.1  # nm
+        on, total = peaks_on_reflections(chunk)
+        assert total >= 5 and on / total > 0.7
+    unindexed = index(
+        crystfel, frames, geometry, None, tmp_path / "peaks.stream", peaks="peakfinder8",
+        indexing="none", extra_args=["--threshold=20", "--min-snr=5", "--min-pix-count=1"],
+    )
+    assert not any(c.indexed for c in unindexed)
+    assert peaks_on_reflections(unindexed[0]) == (0, len(unindexed[0].peaks))
