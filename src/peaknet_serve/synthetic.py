@@ -288,3 +288,37 @@ def truth_arrays(truths: list[FrameTruth]) -> dict[str, np.ndarray]:
 
 
 _PEAK_KEYS = ("panel", "y", "x", "intensity", "sigma")
+
+
+def blank_frame(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    *,
+    photons: float,
+    water_ring: bool = False,
+    gaps: bool = False,
+) -> np.ndarray:
+    """A frame without a crystal: Poisson photon counts, float32 (H, W), for hit-rate checks.
+
+    Args:
+        rng: the random generator (the frame is a function of its state).
+        shape: (H, W) pixels.
+        photons: mean background, photons per pixel.
+        water_ring: add a diffuse ring peaking at 1.5 x ``photons`` at ~38 % of the half-width
+            from the centre (water scatters around 3.1 1/Angstrom), ~4 % of the width wide.
+        gaps: NaN in two 8-row and two 8-column bands (module gaps of an assembled image).
+    """
+    height, width = shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    radius = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2)
+    expected = np.full(shape, photons, dtype=np.float64)
+    if water_ring:
+        ring_at, ring_width = 0.38 * min(height, width) / 2, 0.04 * min(height, width)
+        expected += 1.5 * photons * np.exp(-(((radius - ring_at) / ring_width) ** 2))
+    image = rng.poisson(expected).astype(np.float32)
+    if gaps:
+        for start in (height // 3, 2 * height // 3):
+            image[start : start + 8] = np.nan
+        for start in (width // 3, 2 * width // 3):
+            image[:, start : start + 8] = np.nan
+    return image
