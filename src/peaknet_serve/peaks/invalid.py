@@ -42,13 +42,19 @@ def invalid_values(values: np.ndarray, config: PeaksConfig) -> np.ndarray | None
         A bool array of ``values``' shape (True = invalid), or None when no value of this
         dtype can be invalid (integers without flag_morethan and flag_lessthan).
     """
+    valid = _valid_values(values, config)
+    return None if valid is None else ~valid
+
+
+def _valid_values(values: np.ndarray, config: PeaksConfig) -> np.ndarray | None:
+    """The complement of ``invalid_values``, without the extra pass of a negation."""
     high, low = config.flag_morethan, config.flag_lessthan
-    if values.dtype.kind != "f" and high is None and low is None:
-        return None
+    if high is None and low is None:
+        return np.isfinite(values) if values.dtype.kind == "f" else None
     # One comparison per limit, and NaN fails every comparison.
     valid = values < np.inf if high is None else values <= high
     valid &= values > -np.inf if low is None else values >= low
-    return ~valid
+    return valid
 
 
 class BadPixels:
@@ -146,6 +152,7 @@ class PixelScreen:
     def __init__(self, config: PeaksConfig, *, bad_pixels: np.ndarray | None = None) -> None:
         self.config = config
         self.bad_pixels = BadPixels(config, extra=bad_pixels)
+        self._good: dict[tuple[int, ...], np.ndarray | None] = {}
 
     def screen(self, images: np.ndarray) -> Screened:
         """Invalid pixels of each frame of ``images`` set to NaN, counted, and judged.
@@ -163,24 +170,32 @@ class PixelScreen:
         images = np.asarray(images)
         frame_shape = images.shape[1:]
         size = int(np.prod(frame_shape)) if images.ndim > 1 else 0
-        bad = self.bad_pixels.for_shape(frame_shape) if self.bad_pixels.configured else None
+        good = self._good_pixels(frame_shape)
         counts = np.zeros(len(images), dtype=np.int64)
         failures: list[str | None] = [None] * len(images)
         out: np.ndarray | None = None
         for index, frame in enumerate(images):
-            invalid = invalid_values(frame, self.config)
-            if bad is not None:
-                invalid = bad if invalid is None else invalid | bad
-            if invalid is None:
+            valid = _valid_values(frame, self.config)
+            if good is not None:
+                valid = good if valid is None else valid & good
+            if valid is None:
                 continue
-            counts[index] = count = int(np.count_nonzero(invalid))
+            counts[index] = count = size - int(np.count_nonzero(valid))
             if count == 0:
                 continue
             failures[index] = self._failure(count, size)
             if out is None:
                 out = images.astype(np.float32)
-            out[index][invalid] = np.nan
+            out[index][~valid] = np.nan
         return Screened(images if out is None else out, counts, failures)
+
+    def _good_pixels(self, frame_shape: tuple[int, ...]) -> np.ndarray | None:
+        if not self.bad_pixels.configured:
+            return None
+        if frame_shape not in self._good:
+            bad = self.bad_pixels.for_shape(frame_shape)
+            self._good[frame_shape] = None if bad is None else ~bad
+        return self._good[frame_shape]
 
     def _failure(self, count: int, size: int) -> str | None:
         limit = self.config.max_invalid_fraction
