@@ -76,8 +76,8 @@ class PeaksConfig(Section):
     min_snr: float | None = Field(
         default=3.0,
         description="Drop peaks whose SNR, total_intensity / (noise x sqrt(n_pixels)) against "
-        "the background ring, is below this; null: no cut. 3.0 keeps every peak on a predicted "
-        "reflection of pattern_sim frames while it drops the noise peaks (docs/accuracy.md). "
+        "the background ring, is below this; null: no cut. On pattern_sim lysozyme frames the "
+        "peaks below 3 are noise and those above are reflections (docs/accuracy.md). "
         "peakfinder8's SNR is total / noise, sqrt(n_pixels) times larger.",
     )
     min_res: float | None = Field(
