@@ -161,8 +161,8 @@ class PixelScreen:
             images: (B, H, W) or (B, P, H, W) raw frames (ADU), any numeric dtype; not modified.
 
         Returns:
-            The ``Screened`` batch. Frames without an invalid pixel are bit-for-bit unchanged
-            (in value; integer frames become float32 when another frame needs NaN).
+            The ``Screened`` batch. When no frame holds an invalid pixel, ``images`` is the
+            input itself; otherwise every frame is a float32 copy (what the CXI file stores).
 
         Raises:
             ConfigError: the bad-pixel mask cannot be read or does not fit the frames.
