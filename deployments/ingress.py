@@ -22,8 +22,9 @@ from deployments.board import GPU_POST_INTERVAL_S, add_up, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
-from peaknet_serve.errors import DecodeError
+from peaknet_serve.errors import ConfigError, DecodeError
 from peaknet_serve.live import LiveBoard
+from peaknet_serve.peaks import PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.metrics import ledger_registry, render
@@ -31,7 +32,7 @@ from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
-from peaknet_serve.service.screen import NON_FINITE, split_non_finite
+from peaknet_serve.service.screen import INVALID_PIXELS, MaskedPixelMetrics, screen_batch
 from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class Ingress:
             quarantine=Quarantine(quarantine_dir) if quarantine_dir else None,
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
+        self._screen = PixelScreen(config.peaks)
+        self._masked = MaskedPixelMetrics(self._registry)
         self._pump.start()
         self._poster = asyncio.get_running_loop().create_task(self._post_counts(), name="post")
         logger.info(
@@ -150,19 +153,23 @@ class Ingress:
         return outcome
 
     async def _send(self, batch: FrameBatch) -> BatchOutcome:
-        """Screen out non-finite frames, then the model's response goes straight to the
-        writer: masks never come back here."""
-        screened = BatchOutcome()
-        if self._config.ingress.reject_non_finite:
-            kept, bad = await asyncio.to_thread(split_non_finite, batch)
-            if bad is not None:
-                screened = await self._give_up(
-                    bad, NON_FINITE, f"{len(bad)} frame(s) hold NaN or inf pixels"
-                )
-            if kept is None:
-                return screened
-            batch = kept
-        return merge(screened, await self._through_replicas(batch))
+        """Mask invalid pixels and take out frames with too many, then the model's response
+        goes straight to the writer: masks never come back here."""
+        try:
+            screened = await asyncio.to_thread(screen_batch, batch, self._screen)
+        except ConfigError as exc:  # a bad-pixel mask that does not fit these frames
+            return await self._give_up(batch, INVALID_PIXELS, str(exc))
+        self._masked.observe(screened)
+        outcome = BatchOutcome()
+        if screened.failed is not None:
+            outcome = await self._give_up(
+                screened.failed,
+                INVALID_PIXELS,
+                f"{len(screened.failed)} frame(s): {screened.failures[0]}",
+            )
+        if screened.kept is None:
+            return outcome
+        return merge(outcome, await self._through_replicas(screened.kept))
 
     async def _through_replicas(self, batch: FrameBatch) -> BatchOutcome:
         """One batch through PeakNet and a writer, retried while replicas die (up to

@@ -117,6 +117,23 @@ def test_a_big_frame_is_shrunk_with_its_peaks_and_panels_are_stacked() -> None:
     assert (last["x"][0], last["y"][0]) == pytest.approx((900 / 3, 700 / 3), abs=0.5)
 
 
+def test_masked_nan_pixels_do_not_blank_the_hit_image() -> None:
+    import base64
+
+    import cv2
+
+    from peaknet_serve.peaks import Peaks
+
+    images = np.random.default_rng(0).poisson(10, (1, 600, 600)).astype(np.float32)
+    images[0, 300:310] = np.nan  # a module gap, masked by the pixel screen
+    images[0, 100, 100] = 1000.0
+    peaks = Peaks.empty()
+    last = summarize_batch(images, [(0, peaks, True)])["last_hit"]
+    png = np.frombuffer(base64.b64decode(last["png"]), dtype=np.uint8)
+    pixels = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+    assert pixels.max() == 255 and np.count_nonzero(pixels) > 0.1 * pixels.size
+
+
 def test_the_summarizer_sends_at_most_one_hit_image_per_interval(
     batches: list[dict[str, Any]],
 ) -> None:

@@ -274,3 +274,44 @@ def test_non_contiguous_inputs_give_the_same_peaks() -> None:
     assert len(strided) == 4
     for name in ("x", "y", "total_intensity", "snr", "panel"):
         np.testing.assert_array_equal(getattr(strided, name), getattr(packed, name))
+
+
+def _spots_and_noise_components(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A Poisson(10) frame with 12 spots of 300 photons and a mask of 5-pixel components: one on
+    each spot and 12 on plain background (what a model marks on noise)."""
+    rng = np.random.default_rng(seed)
+    shape = (128, 128)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    expected = np.full(shape, 10.0)
+    centres = [(12 + 20 * (i // 6), 12 + 20 * (i % 6)) for i in range(24)]
+    spots = centres[::2]  # the others: components on plain background
+    mask = np.zeros(shape, dtype=bool)
+    for cy, cx in spots:
+        expected += 300 / (2 * np.pi) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 2)
+    for cy, cx in centres:
+        mask |= (abs(yy - cy) + abs(xx - cx)) <= 1  # a 5-pixel plus
+    return rng.poisson(expected).astype(np.float32), mask, np.array(spots)
+
+
+def test_snr_cut_drops_noise_components_and_keeps_the_spots() -> None:
+    image, mask, spots = _spots_and_noise_components(seed=4)
+    everything = find_peaks(mask, image, PeaksConfig(min_snr=None))
+    assert len(everything) == 24
+    kept = find_peaks(mask, image, PeaksConfig(min_snr=3.0))
+    assert kept.n_found == len(kept) == 12
+    found = np.stack([kept.y, kept.x], axis=1)
+    assert np.abs(np.sort(found, axis=0) - np.sort(spots, axis=0)).max() < 0.5
+    assert np.all(kept.snr >= 3.0)
+
+
+def test_resolution_limits_keep_peaks_within_the_ring_around_the_beam_centre() -> None:
+    image, mask, _ = _spots_and_noise_components(seed=5)
+    config = PeaksConfig(min_snr=None, min_res=20, max_res=50, beam_center=(60.0, 60.0))
+    peaks = find_peaks(mask, image, config)
+    radius = np.hypot(peaks.x - 60, peaks.y - 60)
+    assert len(peaks) > 0 and np.all((radius >= 20) & (radius <= 50))
+    every = find_peaks(mask, image, PeaksConfig(min_snr=None))
+    all_radius = np.hypot(every.x - 60, every.y - 60)
+    assert len(peaks) == np.sum((all_radius >= 20) & (all_radius <= 50)) < len(every)
+    with pytest.raises(ValueError, match="need a 2-D frame"):
+        find_peaks(np.stack([mask, mask]), np.stack([image, image]), config)

@@ -127,11 +127,6 @@ class IngressConfig(Section):
         description="Failed batches saved raw (NPZ + reason) under quarantine_dir/batches; "
         "past it they are only counted.",
     )
-    reject_non_finite: bool = Field(
-        default=True,
-        description="Frames holding NaN or inf pixels are counted failed ('non_finite') and "
-        "quarantined instead of being run through the model (which would turn them all-NaN).",
-    )
     control_token_env: str = Field(
         default="PEAKNET_SERVE_TOKEN",
         min_length=1,

@@ -33,3 +33,7 @@ class DecodeError(PeakNetServeError):
 
 class WriterError(PeakNetServeError):
     """Events could not be written to disk (permission, disk full, closed file)."""
+
+
+class InvalidFrameError(PeakNetServeError):
+    """A frame holds no valid pixel, or more invalid ones than ``peaks.max_invalid_fraction``."""

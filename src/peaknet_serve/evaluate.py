@@ -9,7 +9,8 @@ hit rule (``hits``) accepts its peak count.
 
 Two ways to get the peaks:
 
-- ``--library``: ``LocalPipeline`` in this process (model, engine, peak finder; no Ray).
+- ``--library``: ``LocalPipeline`` in this process (pixel screen, model, engine, peak finder;
+  no Ray); a frame the pixel screen fails counts as a frame with no peaks.
 - default: push the frames to a running service, wait for its ``/status`` to settle, and read
   the CXI files under ``--output-dir``; events are matched to the truth by the ``/LCLS/timestamp``
   the writer stores. Frames the service judged non-hits are not in the files: they count as
@@ -237,7 +238,7 @@ def evaluate_library(
     peaks_config = pipeline.config.peaks
     with pipeline, tqdm(total=args.frames, unit="frame", disable=args.no_progress) as bar:
         for images, batch_truths in _batches(args):
-            model_peaks.extend(pipeline.process(images))
+            model_peaks.extend(result.peaks for result in pipeline.judge(images))
             base_peaks.extend(baseline_peaks(images, snr=args.baseline_snr, peaks=peaks_config))
             truths.extend(batch_truths)
             bar.update(len(images))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import torch
 
 from peaknet_serve.config import ModelSection, ServiceConfig, load_service_config
 from peaknet_serve.engine import InferenceEngine
+from peaknet_serve.errors import InvalidFrameError
 from peaknet_serve.model import build_peaknet, load_weights
-from peaknet_serve.peaks import Peaks, find_peaks
+from peaknet_serve.peaks import PeakFinder, Peaks, PixelScreen, is_hit
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,25 @@ def load_model(section: ModelSection) -> torch.nn.Module:
     return model.eval()
 
 
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """What the pipeline made of one frame.
+
+    Attributes:
+        peaks: its peaks (none for a failed frame).
+        hit: whether the hit rule (``hits``) accepts ``peaks.n_found``.
+        masked_pixels: invalid pixels (NaN/inf, flag_morethan/flag_lessthan, bad-pixel mask).
+        failure: None, or why the frame failed (reason ``invalid_pixels``).
+    """
+
+    peaks: Peaks
+    hit: bool
+    masked_pixels: int
+    failure: str | None = None
+
+
 class LocalPipeline:
-    """The service's model, engine and peak finding in this process, without Ray.
+    """The service's pixel screen, model, engine and peak finding in this process, without Ray.
 
     For notebooks and offline reprocessing. ``process`` blocks; the engine's ``async`` API runs
     on a private event loop in its own thread, so it also works where a loop is already running
@@ -51,10 +70,17 @@ class LocalPipeline:
 
     Config sections used: ``model``, ``engine``, ``peaks``, ``hits`` (the rest of a service
     config is validated and ignored).
+
+    Args:
+        config: the service configuration.
+        bad_pixels: an extra bool array, True = bad pixel, shaped like a frame (e.g. a geometry's
+            ``bad_`` regions); combined with ``peaks.bad_pixel_mask``.
     """
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, *, bad_pixels: np.ndarray | None = None) -> None:
         self.config = config
+        self.screen = PixelScreen(config.peaks, bad_pixels=bad_pixels)
+        self.finder = PeakFinder(config.peaks, bad_pixels=bad_pixels)
         self._engine = InferenceEngine.from_config(
             load_model(config.model), config.engine, config.model.inputs
         )
@@ -86,19 +112,24 @@ class LocalPipeline:
         return cls(load_service_config(path_or_mapping))
 
     def masks(self, images: np.ndarray) -> np.ndarray:
-        """uint8 peak masks (1 = peak) of ``images``, (B, H, W) or (B, P, H, W)."""
+        """uint8 peak masks (1 = peak) of ``images``, (B, H, W) or (B, P, H, W), as the model
+        sees them: run the frames through ``screen.screen`` first to mask invalid pixels."""
         future = asyncio.run_coroutine_threadsafe(self._engine.infer(images), self._loop)
         return future.result()
 
-    def process(self, images: np.ndarray) -> list[Peaks]:
-        """The peaks of each frame of ``images``.
+    def judge(self, images: np.ndarray) -> list[FrameResult]:
+        """Screen, peaks and hit rule for each frame of ``images``, as the service does.
 
         Args:
-            images: (B, H, W) frames, or (B, P, H, W) panel stacks; any integer or float dtype.
+            images: (B, H, W) frames, or (B, P, H, W) panel stacks; raw values (ADU), any
+                integer or float dtype.
 
         Returns:
-            One ``Peaks`` per frame; ``is_hit(peaks.n_found, pipeline.config.hits)`` is the
-            service's hit rule.
+            One ``FrameResult`` per frame; a frame the pixel screen fails has its reason in
+            ``failure`` and no peaks.
+
+        Raises:
+            ValueError: ``images`` is not a batch of frames.
         """
         images = np.asarray(images)
         if images.ndim not in (3, 4):
@@ -106,11 +137,44 @@ class LocalPipeline:
                 f"expected a batch of frames (B, H, W) or (B, P, H, W), got shape {images.shape}; "
                 "add a leading axis for a single frame"
             )
-        masks = self.masks(images)
-        return [
-            find_peaks(mask, image, self.config.peaks)
-            for mask, image in zip(masks, images, strict=True)
+        screened = self.screen.screen(images)
+        good = np.flatnonzero(~screened.failed)
+        results = [
+            FrameResult(Peaks.empty(), False, int(count), failure)
+            for count, failure in zip(screened.masked_pixels, screened.failures, strict=True)
         ]
+        if good.size:
+            frames = screened.images[good] if good.size < len(images) else screened.images
+            for index, mask, frame in zip(good, self.masks(frames), frames, strict=True):
+                peaks = self.finder.find(mask, frame)
+                results[index] = FrameResult(
+                    peaks, is_hit(peaks.n_found, self.config.hits), results[index].masked_pixels
+                )
+        return results
+
+    def process(self, images: np.ndarray) -> list[Peaks]:
+        """The peaks of each frame of ``images``.
+
+        Args:
+            images: (B, H, W) frames, or (B, P, H, W) panel stacks; raw values (ADU), any
+                integer or float dtype. Invalid pixels (``peaks.invalid``) are masked.
+
+        Returns:
+            One ``Peaks`` per frame; ``is_hit(peaks.n_found, pipeline.config.hits)`` is the
+            service's hit rule.
+
+        Raises:
+            InvalidFrameError: a frame has no valid pixel or too many invalid ones (``judge``
+                reports such frames without raising).
+        """
+        results = self.judge(images)
+        failed = [(i, r.failure) for i, r in enumerate(results) if r.failure is not None]
+        if failed:
+            index, reason = failed[0]
+            raise InvalidFrameError(
+                f"{len(failed)} of {len(results)} frames failed; frame {index}: {reason}"
+            )
+        return [result.peaks for result in results]
 
     def close(self) -> None:
         """Stop the engine's threads and the private event loop."""

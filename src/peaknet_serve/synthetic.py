@@ -2,7 +2,8 @@
 
 A frame is a smooth background (a constant, a water-like ring, a gentle gradient) plus Gaussian
 spots a few pixels wide, with Poisson-like noise (Gaussian with variance equal to the mean,
-which is what photon counting gives at these levels and is much cheaper to draw). A fraction
+which is what photon counting gives at these levels and is much cheaper to draw; or true
+Poisson counts, ``noise="poisson"``, which differ at a few photons per pixel). A fraction
 ``hit_fraction`` of the frames carry ``peaks`` spots; the others carry none. Everything about
 event ``e`` is drawn from ``numpy.random.default_rng([seed, e])``, so any frame can be rebuilt
 alone, in any order, by any process.
@@ -99,6 +100,9 @@ class SyntheticFrames:
         margin: minimum distance of a spot centre from the panel edge (pixels).
         min_distance: minimum distance between two spot centres on one panel (pixels).
         wavelength_nm: mean wavelength; each event varies by 0.1 %.
+        noise: "gaussian": Gaussian with variance equal to the mean (cheap; the pusher's
+            default); "poisson": true Poisson photon counts (integers, as a detector in photon
+            units at low background, where the two differ most).
         cycle: reuse the content of this many frames (0: every frame is new). Event ``e`` then
             carries the image, spots and wavelength of event ``e % cycle`` under its own event
             number and timestamp, so a load test is not limited by making frames (~10 frames/s
@@ -119,8 +123,11 @@ class SyntheticFrames:
         margin: int = 8,
         min_distance: float = 12.0,
         wavelength_nm: float = 0.13,
+        noise: str = "gaussian",
         cycle: int = 0,
     ) -> None:
+        if noise not in ("gaussian", "poisson"):
+            raise ConfigError(f"noise={noise!r} must be 'gaussian' or 'poisson'")
         if cycle < 0:
             raise ConfigError(f"cycle={cycle} must be 0 (off) or a number of frames")
         if len(shape) not in (2, 3) or min(shape) < 1:
@@ -153,6 +160,7 @@ class SyntheticFrames:
         self.margin = margin
         self.min_distance = min_distance
         self.wavelength_nm = wavelength_nm
+        self.noise = noise
         self.cycle = cycle
         self._cycled: dict[int, tuple[np.ndarray, FrameTruth]] = {}
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -182,9 +190,12 @@ class SyntheticFrames:
         expected = np.stack([self._background(rng) for _ in range(self.panels)])
         for p, cy, cx, total, s in zip(panel, y, x, intensity, sigma, strict=True):
             _add_spot(expected[p], cy, cx, total, s)
-        noise = rng.standard_normal(expected.shape, dtype=np.float32)
-        image = expected + np.sqrt(expected) * noise
-        np.maximum(image, 0, out=image)
+        if self.noise == "poisson":
+            image = rng.poisson(np.maximum(expected, 0)).astype(np.float32)
+        else:
+            noise = rng.standard_normal(expected.shape, dtype=np.float32)
+            image = expected + np.sqrt(expected) * noise
+            np.maximum(image, 0, out=image)
         if self.dtype.kind in "iu":
             image = np.rint(image)
         image = image.astype(self.dtype, copy=False).reshape(self.shape)
@@ -288,3 +299,37 @@ def truth_arrays(truths: list[FrameTruth]) -> dict[str, np.ndarray]:
 
 
 _PEAK_KEYS = ("panel", "y", "x", "intensity", "sigma")
+
+
+def blank_frame(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    *,
+    photons: float,
+    water_ring: bool = False,
+    gaps: bool = False,
+) -> np.ndarray:
+    """A frame without a crystal: Poisson photon counts, float32 (H, W), for hit-rate checks.
+
+    Args:
+        rng: the random generator (the frame is a function of its state).
+        shape: (H, W) pixels.
+        photons: mean background, photons per pixel.
+        water_ring: add a diffuse ring peaking at 1.5 x ``photons`` at ~38 % of the half-width
+            from the centre (water scatters around 3.1 1/Angstrom), ~4 % of the width wide.
+        gaps: NaN in two 8-row and two 8-column bands (module gaps of an assembled image).
+    """
+    height, width = shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    radius = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2)
+    expected = np.full(shape, photons, dtype=np.float64)
+    if water_ring:
+        ring_at, ring_width = 0.38 * min(height, width) / 2, 0.04 * min(height, width)
+        expected += 1.5 * photons * np.exp(-(((radius - ring_at) / ring_width) ** 2))
+    image = rng.poisson(expected).astype(np.float32)
+    if gaps:
+        for start in (height // 3, 2 * height // 3):
+            image[start : start + 8] = np.nan
+        for start in (width // 3, 2 * width // 3):
+            image[:, start : start + 8] = np.nan
+    return image

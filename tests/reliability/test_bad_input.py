@@ -60,9 +60,9 @@ def raw_npz(fields: dict[str, np.ndarray]) -> bytes:
 
 
 def fuzzed_messages(seed: int) -> tuple[list[bytes], int]:
-    """``FUZZED`` messages of five kinds; returns them and how many frames hold NaNs.
+    """``FUZZED`` messages of five kinds; returns them and how many frames are all NaN.
 
-    Every fourth-kind message (NaNs) decodes fine: its NaN frames are failed, not rejected.
+    Every fourth-kind message (NaNs) decodes fine: its all-NaN frame is failed, not rejected.
     """
     rng = np.random.default_rng(seed)
     messages: list[bytes] = []
@@ -81,9 +81,10 @@ def fuzzed_messages(seed: int) -> tuple[list[bytes], int]:
             if i % 3 == 2:
                 fields["/data/timestamp"] = np.arange(5, dtype=np.uint64)
             messages.append(raw_npz(fields) if i % 2 else raw_hdf5(fields))
-        elif kind == 3:  # NaN and inf pixels in an otherwise good batch of 2
+        elif kind == 3:  # a NaN or inf pixel (masked) and a frame of NaN (failed)
             images = rng.random((2, 1, *FRAME_SHAPE), dtype=np.float32)
             images[0, 0, 5, 5] = np.nan if i % 2 else np.inf
+            images[1] = np.nan
             nan_frames += 1
             messages.append(
                 encode_batch(
@@ -144,7 +145,7 @@ def test_fuzzed_messages_are_counted_and_quarantined_and_good_frames_all_come_ou
         s = status(ray_cluster)
         assert s["received"] == frames
         assert s["received"] == s["hits_written"] + s["non_hits"] + s["failed"]
-        assert s["failed_by_reason"] == {"non_finite": nan_frames}
+        assert s["failed_by_reason"] == {"invalid_pixels": nan_frames}
         assert s["messages_rejected"] == FUZZED - nan_messages
         assert s["messages_received"] == FUZZED + summary.messages
         assert get(ray_cluster, "/healthz").json() == {"alive": True}
@@ -154,6 +155,6 @@ def test_fuzzed_messages_are_counted_and_quarantined_and_good_frames_all_come_ou
     quarantine = tmp_path / "quarantine"
     assert len(list(quarantine.glob("*.bin"))) == 100  # the default cap
     assert len(list((quarantine / "batches").glob("*.npz"))) == 100  # NaN frames, capped too
-    written = set(cxi_timestamps(tmp_path / "out"))  # write_mode all: every finite frame
+    written = set(cxi_timestamps(tmp_path / "out"))  # write_mode all: every valid frame
     assert {t.timestamp for t in summary.truth} <= written
     assert len(written) == frames - nan_frames

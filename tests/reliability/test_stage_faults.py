@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from peaknet_serve.config import ServiceConfig
+from peaknet_serve.peaks import PeaksConfig, PixelScreen
 from peaknet_serve.service.commits import CommitLog, recover_orphans, writer_alive
 from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.quarantine import BatchQuarantine
-from peaknet_serve.service.screen import split_non_finite
+from peaknet_serve.service.screen import screen_batch
 from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.wire import FrameBatch
 from tests.serve_app import wait_for
@@ -143,17 +144,23 @@ def test_the_file_of_a_killed_writer_is_trimmed_to_what_it_committed_and_renamed
     assert survivor.status()["recovered_files"]
 
 
-def test_non_finite_frames_are_split_out_and_integer_frames_pass_untouched() -> None:
+def test_screen_masks_gap_pixels_and_splits_out_hopeless_frames() -> None:
     frames = batch(0, 4)
     images = frames.images.copy()
-    images[1, 3, 3] = np.nan
+    images[1, 3, 3] = np.nan  # a gap pixel: masked, the frame goes on
+    images[2] = np.nan  # no valid pixel: failed
     images[3, 0, 0] = np.inf
-    kept, bad = split_non_finite(FrameBatch(images=images, metadata=frames.metadata))
-    assert kept is not None and bad is not None
-    assert kept.metadata["timestamp"].tolist() == [0, 2]
-    assert bad.metadata["timestamp"].tolist() == [1, 3]
+    screened = screen_batch(
+        FrameBatch(images=images, metadata=frames.metadata), PixelScreen(PeaksConfig())
+    )
+    assert screened.kept is not None and screened.failed is not None
+    assert screened.kept.metadata["timestamp"].tolist() == [0, 1, 3]
+    assert screened.failed.metadata["timestamp"].tolist() == [2]
+    assert "no valid pixel" in screened.failures[0]
+    assert screened.masked_pixels.tolist() == [0, 1, images[2].size, 1]
     ints = FrameBatch(images=np.zeros((2, 4, 4), np.uint16), metadata={})
-    assert split_non_finite(ints) == (ints, None)
+    same = screen_batch(ints, PixelScreen(PeaksConfig()))
+    assert same.kept is ints and same.failed is None
 
 
 def test_batch_quarantine_keeps_frames_and_reason_up_to_its_cap(tmp_path: Path) -> None:

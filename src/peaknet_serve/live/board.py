@@ -45,10 +45,11 @@ def _thumbnail(image: np.ndarray, peaks: Peaks) -> dict[str, Any]:
     rows, cols = math.ceil(height / step), math.ceil(width / step)
     if (rows * step, cols * step) != frame.shape:  # edge blocks: pad with the frame's minimum
         pad = ((0, rows * step - height), (0, cols * step - width))
-        frame = np.pad(frame, pad, constant_values=frame.min())
-    rows_max = np.maximum.reduce([frame[i::step] for i in range(step)])  # 8x a reshape max
-    small = np.maximum.reduce([rows_max[:, j::step] for j in range(step)]).astype(np.float32)
-    background = float(np.median(small))
+        frame = np.pad(frame, pad, constant_values=np.nanmin(frame))
+    # fmax: masked (NaN) pixels do not blank their block; 8x a reshape max
+    rows_max = np.fmax.reduce([frame[i::step] for i in range(step)])
+    small = np.fmax.reduce([rows_max[:, j::step] for j in range(step)]).astype(np.float32)
+    background = float(np.nanmedian(small))
     small = np.log1p(np.clip(np.nan_to_num(small - background), 0, None))
     top = float(np.percentile(small, 99.9)) or 1.0
     pixels = np.clip(small / top * 255.0, 0, 255).astype(np.uint8)

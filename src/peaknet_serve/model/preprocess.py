@@ -5,9 +5,12 @@ engine can run it between the host-to-device copy and the model.
 
 Order of operations, and why:
 1. Cast to float32 (statistics in bf16/fp16 are too coarse; uint16 frames cannot be averaged).
-2. Per-frame mean and variance over (C, H, W) of the *unpadded* frame, so the pixels the model
-   sees do not depend on how much padding a frame size needs.
-3. Normalise the frame with them (``normalize``), as in training.
+2. Per-frame mean and variance over (C, H, W) of the *unpadded* frame's finite pixels, so the
+   pixels the model sees do not depend on how much padding a frame size needs, nor on the
+   invalid pixels (NaN/inf: ``peaks.invalid.PixelScreen`` turns sentinels and bad pixels into
+   NaN before this).
+3. Normalise the frame with them (``normalize``), as in training; non-finite pixels take the
+   frame mean (0 after normalisation), the value that disturbs the model's norms least.
 4. Pad to multiples of 32 with the raw value ``pad_value`` ("mean": the frame mean, which is 0
    after normalisation; "zero": raw 0, which is ``-mean / std`` after normalisation). GRN and the
    model's norms see the padding; mean padding shifts their statistics the least.
@@ -54,7 +57,9 @@ def prepare_batch(
     Config keys used: normalize, pad_position, pad_value.
 
     Args:
-        images: (B, H, W) or (B, 1, H, W), any real dtype, any device.
+        images: (B, H, W) or (B, 1, H, W), any real dtype, any device; NaN and inf pixels are
+            left out of the statistics and set to the frame's mean (a frame with no finite
+            pixel becomes all zeros).
         config: input handling; the defaults when None.
         dtype: the model's compute dtype.
 
@@ -75,7 +80,12 @@ def prepare_batch(
     batch, _, height, width = images.shape
     x = images.to(torch.float32)
 
-    var, mean = torch.var_mean(x, dim=(1, 2, 3), correction=0, keepdim=True)
+    finite = torch.isfinite(x)
+    count = finite.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
+    x = torch.where(finite, x, 0.0)
+    mean = x.sum(dim=(1, 2, 3), keepdim=True) / count
+    x = torch.where(finite, x, mean)
+    var = (x - mean).square().sum(dim=(1, 2, 3), keepdim=True) / count
     fill = mean if config.pad_value == "mean" else torch.zeros_like(mean)
     if config.normalize:
         inv_std = torch.rsqrt(var + NORM_EPS)

@@ -1,4 +1,4 @@
-"""Peaks from PeakNet's segmentation mask, and the hit rule."""
+"""Invalid pixels, peaks from PeakNet's segmentation mask, and the hit rule."""
 
 from __future__ import annotations
 
@@ -6,14 +6,26 @@ from peaknet_serve.peaks.badpixels import fit_bad_pixels, load_bad_pixel_mask
 from peaknet_serve.peaks.config import HitConfig, PeaksConfig
 from peaknet_serve.peaks.find import PeakFinder, Peaks, find_peaks
 from peaknet_serve.peaks.hits import is_hit
+from peaknet_serve.peaks.invalid import (
+    INVALID_PIXELS,
+    BadPixels,
+    PixelScreen,
+    Screened,
+    invalid_values,
+)
 
 __all__ = [
+    "INVALID_PIXELS",
+    "BadPixels",
     "HitConfig",
     "PeakFinder",
     "Peaks",
     "PeaksConfig",
+    "PixelScreen",
+    "Screened",
     "find_peaks",
     "fit_bad_pixels",
+    "invalid_values",
     "is_hit",
     "load_bad_pixel_mask",
 ]

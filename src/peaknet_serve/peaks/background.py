@@ -3,13 +3,15 @@
 Why rings: the background under a Bragg peak changes across the detector (solvent and water
 rings), so a per-frame or per-panel level is biased; the median of a few dozen pixels just outside
 the peak follows it, and costs O(peaks x samples), independent of the frame size. Pixels of any
-mask component, bad pixels, non-finite values and pixels off the panel are left out. The noise is
-1.4826 x the median absolute deviation of the same pixels (the standard deviation for Gaussian
-noise). Peaks whose rings hold no usable pixel (or fewer than 4, for the noise) take the median
-over the frame's other peaks.
+mask component, bad pixels, invalid values (``peaks.invalid``) and pixels off the panel are
+left out. The noise is 1.4826 x the median absolute deviation of the same pixels (the standard
+deviation for Gaussian noise). Peaks whose rings hold no usable pixel (or fewer than 4, for the
+noise) take the median over the frame's other peaks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,6 +31,7 @@ def ring_background(
     offset: float,
     rings: int,
     samples: int,
+    invalid: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Background level and noise per peak, shape (n,) each.
 
@@ -40,6 +43,8 @@ def ring_background(
         offset: gap between the peak's equivalent radius and the first ring, in pixels.
         rings: number of rings, one pixel apart.
         samples: pixels sampled per ring.
+        invalid: raw values -> bool (True = invalid pixel) or None; non-finite values are
+            always left out.
 
     Returns:
         ``(background, noise)``; noise is NaN where nothing in the frame allows an estimate.
@@ -59,11 +64,15 @@ def ring_background(
     np.clip(sx, 0, width - 1, out=sx)
     flat = (panel[:, None] * height + sy) * width + sx
     if image.flags.c_contiguous:
-        values = image.reshape(-1).take(flat).astype(np.float64)
+        raw = image.reshape(-1).take(flat)
     else:
-        values = image[panel[:, None], sy, sx].astype(np.float64)
+        raw = image[panel[:, None], sy, sx]
+    values = raw.astype(np.float64)
     ok &= ~blocked.reshape(-1).take(flat)
     ok &= np.isfinite(values)
+    rejected = invalid(raw) if invalid is not None else None
+    if rejected is not None:
+        ok &= ~rejected
     if bad is not None:
         ok &= ~bad.reshape(-1).take(flat)
     count = ok.sum(axis=1)

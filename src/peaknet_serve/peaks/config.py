@@ -10,11 +10,14 @@ from peaknet_serve._section import Section
 
 
 class PeaksConfig(Section):
-    """How a segmentation mask and its frame become a list of peaks.
+    """Which pixels count, and how a segmentation mask and its frame become a list of peaks.
 
-    Components are 8-connected per panel. The local background of each peak is the median of
-    pixels sampled on rings around it (pixels of other peaks and bad pixels excluded); its noise
-    is 1.4826 times their median absolute deviation.
+    Invalid pixels (NaN or inf, above ``flag_morethan``, below ``flag_lessthan``, or in the
+    bad-pixel mask) are left out of the model's per-frame normalisation, shown to the model as
+    the frame's mean, never part of a peak and never background samples. Components are
+    8-connected per panel. The local background of each peak is the median of pixels sampled on
+    rings around it (pixels of other peaks and invalid pixels excluded); its noise is 1.4826
+    times their median absolute deviation.
     """
 
     centroid: Literal["weighted", "unweighted"] = Field(
@@ -52,6 +55,48 @@ class PeaksConfig(Section):
         description="Grow bad pixels by this many pixels before the check: 1 drops peaks that "
         "touch a bad pixel, 0 only peaks that contain one.",
     )
+    flag_morethan: float | None = Field(
+        default=None,
+        description="Pixels whose raw value (ADU) is greater than this are invalid, as "
+        "CrystFEL's flag_morethan: a detector's sentinel (uint32 0xFFFFFFFF gaps: 4294967294) "
+        "or its saturation level. null: no upper limit.",
+    )
+    flag_lessthan: float | None = Field(
+        default=None,
+        description="Pixels whose raw value (ADU) is less than this are invalid, as CrystFEL's "
+        "flag_lessthan (e.g. -999, a fill value for missing integer data). null: no floor.",
+    )
+    max_invalid_fraction: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="A frame with more invalid pixels than this fraction (or with no valid pixel "
+        "at all) fails as 'invalid_pixels' and is quarantined.",
+    )
+    min_snr: float | None = Field(
+        default=3.0,
+        description="Drop peaks whose SNR, total_intensity / (noise x sqrt(n_pixels)) against "
+        "the background ring, is below this; null: no cut. On pattern_sim lysozyme frames the "
+        "peaks below 3 are noise and those above are reflections (docs/accuracy.md). "
+        "peakfinder8's SNR is total / noise, sqrt(n_pixels) times larger.",
+    )
+    min_res: float | None = Field(
+        default=None,
+        ge=0,
+        description="Drop peaks closer than this to the beam centre, in pixels (peakfinder8's "
+        "min_res). Needs 2-D frames. null: no limit.",
+    )
+    max_res: float | None = Field(
+        default=None,
+        gt=0,
+        description="Drop peaks farther than this from the beam centre, in pixels (peakfinder8's "
+        "max_res). Needs 2-D frames. null: no limit.",
+    )
+    beam_center: tuple[float, float] | None = Field(
+        default=None,
+        description="Beam centre (fs, ss) in pixels of the 2-D frame, for min_res/max_res; null: "
+        "the frame's centre ((W - 1) / 2, (H - 1) / 2).",
+    )
     background: Literal["ring", "none"] = Field(
         default="ring",
         description="'ring': local background and noise from rings around each peak; 'none': no "
@@ -74,6 +119,14 @@ class PeaksConfig(Section):
     def _pixel_range(self) -> PeaksConfig:
         if self.max_pixels is not None and self.max_pixels < self.min_pixels:
             raise ValueError("max_pixels must be >= min_pixels (or null)")
+        if self.min_res is not None and self.max_res is not None and self.max_res <= self.min_res:
+            raise ValueError("max_res must be > min_res (or null)")
+        if (
+            self.flag_morethan is not None
+            and self.flag_lessthan is not None
+            and self.flag_morethan < self.flag_lessthan
+        ):
+            raise ValueError("flag_morethan must be >= flag_lessthan: no pixel would be valid")
         return self
 
 

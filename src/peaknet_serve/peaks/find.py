@@ -12,14 +12,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from peaknet_serve.peaks.background import ring_background
-from peaknet_serve.peaks.badpixels import fit_bad_pixels, load_bad_pixel_mask
 from peaknet_serve.peaks.config import PeaksConfig
+from peaknet_serve.peaks.invalid import BadPixels, invalid_values
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +39,11 @@ class Peaks:
             ``background`` is ``none``.
         n_pixels: number of mask pixels.
         max_value: the largest raw pixel value.
-        snr: ``total_intensity / (noise * sqrt(n_pixels))``, NaN without a noise estimate.
+        snr: ``total_intensity / (noise * sqrt(n_pixels))``, NaN without a noise estimate
+            (peakfinder8's SNR is ``total_intensity / noise``).
         panel: panel index (zeros for a 2-D frame).
-        n_found: peaks that passed the pixel and bad-pixel filters, before the ``max_peaks`` cap:
-            the number the hit rule should see.
+        n_found: peaks that passed the pixel, invalid-pixel, SNR and resolution filters, before
+            the ``max_peaks`` cap: the number the hit rule should see.
     """
 
     x: np.ndarray
@@ -85,23 +86,49 @@ class Peaks:
 class PeakFinder:
     """Finds peaks with one configuration; holds the bad-pixel mask, read on first use.
 
-    Config keys (``PeaksConfig``): centroid, min_pixels, max_pixels, max_peaks, bad_pixel_mask,
+    A peak holding an invalid pixel (``peaks.invalid``: NaN/inf, outside flag_lessthan ..
+    flag_morethan) or a bad pixel grown by ``bad_pixel_margin`` is dropped; background rings
+    skip such pixels. Then peaks below ``min_snr`` or outside ``min_res`` .. ``max_res`` pixels
+    from the beam centre are dropped.
+
+    Config keys (``PeaksConfig``): centroid, min_pixels, max_pixels, max_peaks, min_snr,
+    min_res, max_res, beam_center, flag_morethan, flag_lessthan, bad_pixel_mask,
     bad_pixel_mask_key, bad_pixel_mask_convention, bad_pixel_margin, background,
     background_offset, background_rings, background_samples.
+
+    Args:
+        config: the ``peaks`` section (defaults when None).
+        labeller: the connected-component labeller (``label_opencv``).
+        bad_pixels: an extra bool array, True = bad pixel, shaped like a frame; combined with
+            ``peaks.bad_pixel_mask`` (``peaks.invalid.BadPixels``).
     """
 
-    def __init__(self, config: PeaksConfig | None = None, *, labeller: Labeller | None = None):
+    def __init__(
+        self,
+        config: PeaksConfig | None = None,
+        *,
+        labeller: Labeller | None = None,
+        bad_pixels: np.ndarray | None = None,
+    ):
         self._config = config or PeaksConfig()
         self._labeller = labeller or label_opencv
-        self._bad_raw: np.ndarray | None = None
-        self._bad_by_shape: dict[tuple[int, ...], np.ndarray] = {}
+        self._bad = BadPixels(self._config, extra=bad_pixels)
 
     @property
     def config(self) -> PeaksConfig:
         return self._config
 
     def find(self, mask: np.ndarray, image: np.ndarray) -> Peaks:
-        """The peaks of one frame; ``mask`` and ``image`` are (H, W) or (P, H, W)."""
+        """The peaks of one frame.
+
+        Args:
+            mask: bool or uint8 (H, W) or (P, H, W); nonzero pixels belong to peaks.
+            image: the raw frame (ADU or photons), same shape, any numeric dtype.
+
+        Raises:
+            ValueError: shapes differ; min_res/max_res set for a panel stack.
+            ConfigError: the bad-pixel mask cannot be read or does not fit.
+        """
         mask = np.asarray(mask)
         image = np.asarray(image)
         if mask.shape != image.shape or mask.ndim not in (2, 3):
@@ -116,19 +143,11 @@ class PeakFinder:
         return _measure(mask3, image, self._config, self._bad_pixels(mask.shape), self._labeller)
 
     def _bad_pixels(self, shape: tuple[int, ...]) -> np.ndarray | None:
-        config = self._config
-        if config.bad_pixel_mask is None:
+        if not self._bad.configured:
             return None
-        fitted = self._bad_by_shape.get(shape)
+        fitted = self._bad.for_shape(shape, margin=self._config.bad_pixel_margin)
         if fitted is None:
-            if self._bad_raw is None:
-                self._bad_raw = load_bad_pixel_mask(
-                    config.bad_pixel_mask,
-                    key=config.bad_pixel_mask_key,
-                    convention=config.bad_pixel_mask_convention,
-                )
-            fitted = fit_bad_pixels(self._bad_raw, shape, margin=config.bad_pixel_margin)
-            self._bad_by_shape[shape] = fitted
+            return None
         return fitted if fitted.ndim == 3 else fitted[None]
 
 
@@ -139,7 +158,8 @@ def find_peaks(
 
     Args:
         mask: bool or integer (H, W) or (P, H, W); nonzero pixels belong to peaks.
-        image: the frame, same shape, any numeric dtype (NaN pixels count as 0).
+        image: the raw frame (ADU or photons), same shape, any numeric dtype; invalid pixels
+            (NaN/inf, outside flag_lessthan .. flag_morethan) are never part of a peak.
         config: ``PeaksConfig`` (defaults if None); a bad-pixel mask file is read once per config.
     """
     return _finder(config or PeaksConfig()).find(mask, image)
@@ -176,27 +196,31 @@ def _measure(
     fg, lab, n = labeller(mask3)
     if n == 0:
         return Peaks.empty()
-    p, rest = np.divmod(fg, height * width)
-    y, x = np.divmod(rest, width)
+    if image3.flags.c_contiguous:
+        raw = image3.reshape(-1).take(fg)
+    else:
+        p, rest = np.divmod(fg, height * width)
+        raw = image3[(p, *np.divmod(rest, width))]
     n_pixels = np.bincount(lab, minlength=n)
     keep = n_pixels >= config.min_pixels
     if config.max_pixels is not None:
         keep &= n_pixels <= config.max_pixels
     if bad3 is not None:
         keep &= np.bincount(lab, weights=bad3.reshape(-1).take(fg), minlength=n) == 0
+    invalid = invalid_values(raw, config)
+    if invalid is not None:
+        keep &= np.bincount(lab, weights=invalid, minlength=n) == 0
     if not keep.all():
         on = keep[lab]
         lab = (np.cumsum(keep) - 1)[lab[on]]
-        fg, p, y, x = fg[on], p[on], y[on], x[on]
+        fg, raw = fg[on], raw[on]
         n_pixels = n_pixels[keep]
         n = int(keep.sum())
         if n == 0:
             return Peaks.empty()
-    if image3.flags.c_contiguous:
-        values = image3.reshape(-1).take(fg).astype(np.float64)
-    else:
-        values = image3[p, y, x].astype(np.float64)
-    values[~np.isfinite(values)] = 0.0
+    p, rest = np.divmod(fg, height * width)
+    y, x = np.divmod(rest, width)
+    values = raw.astype(np.float64)
     panel = np.empty(n, dtype=np.int32)
     panel[lab] = p
     cx = np.bincount(lab, weights=x, minlength=n) / n_pixels
@@ -213,6 +237,7 @@ def _measure(
             offset=config.background_offset,
             rings=config.background_rings,
             samples=config.background_samples,
+            invalid=lambda v: invalid_values(v, config),
         )
         net = values - background[lab]
     else:
@@ -230,8 +255,37 @@ def _measure(
         cy = np.where(usable, np.bincount(lab, weights=weight * y, minlength=n) / safe_sum, cy)
     snr = total / (noise * np.sqrt(n_pixels))
     peaks = Peaks(cx, cy, total, n_pixels.astype(np.int32), max_value, snr, panel, n)
+    keep = _passes(peaks, config, (height, width), panels=mask3.shape[0])
+    if not keep.all():
+        peaks = peaks.select(keep)
+        peaks = replace(peaks, n_found=len(peaks))
+    n = len(peaks)
     if n > config.max_peaks:
-        strongest = np.argpartition(-total, config.max_peaks - 1)[: config.max_peaks]
-        peaks = peaks.select(np.sort(strongest))
+        strongest = np.argpartition(-peaks.total_intensity, config.max_peaks - 1)
+        peaks = peaks.select(np.sort(strongest[: config.max_peaks]))
         logger.debug("kept the %d strongest of %d peaks", config.max_peaks, n)
     return peaks
+
+
+def _passes(
+    peaks: Peaks, config: PeaksConfig, shape: tuple[int, int], *, panels: int
+) -> np.ndarray:
+    """(n,) bool: the peaks that pass ``min_snr`` (NaN SNR passes) and ``min_res``/``max_res``."""
+    keep = np.ones(len(peaks), dtype=bool)
+    if config.min_snr is not None:
+        keep &= ~(peaks.snr < config.min_snr)
+    if config.min_res is None and config.max_res is None:
+        return keep
+    if panels > 1:
+        raise ValueError(
+            "peaks.min_res/max_res need a 2-D frame: a panel stack has no beam centre without "
+            "its geometry; set them to null"
+        )
+    height, width = shape
+    fs, ss = config.beam_center or ((width - 1) / 2, (height - 1) / 2)
+    radius = np.hypot(peaks.x - fs, peaks.y - ss)
+    if config.min_res is not None:
+        keep &= radius >= config.min_res
+    if config.max_res is not None:
+        keep &= radius <= config.max_res
+    return keep

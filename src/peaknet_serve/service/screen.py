@@ -1,32 +1,71 @@
-"""Frames the model must not see: NaN or inf pixels.
+"""The ingress's pixel screen: invalid pixels masked before the model, hopeless frames failed.
 
-PeakNet's per-frame instance norm turns one non-finite pixel into an all-NaN frame, so such
-frames are taken out of the batch before inference and counted failed as ``non_finite``.
+Every decoded batch goes through ``peaks.PixelScreen`` (NaN/inf, ``flag_morethan``,
+``flag_lessthan`` and the bad-pixel mask): invalid pixels become NaN in a float32 copy, which
+the model leaves out of its normalisation and the peak finder out of every peak. Frames with no
+valid pixel, or more invalid ones than ``peaks.max_invalid_fraction``, are taken out of the
+batch and failed as ``invalid_pixels`` (the ingress quarantines them); the rest go on. The
+number of masked pixels of every frame goes to ``/metrics``.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from peaknet_serve.peaks import INVALID_PIXELS, PixelScreen
 from peaknet_serve.wire import FrameBatch
 
-NON_FINITE = "non_finite"
+__all__ = ["INVALID_PIXELS", "MaskedPixelMetrics", "ScreenedBatch", "screen_batch"]
+
+FRACTION_BUCKETS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
-def split_non_finite(batch: FrameBatch) -> tuple[FrameBatch | None, FrameBatch | None]:
-    """``(finite frames, non-finite frames)`` of ``batch``; either is None when empty.
+@dataclass(frozen=True, eq=False)
+class ScreenedBatch:
+    """A batch split by the screen.
 
-    Integer images are always finite and come back unchanged, without a copy.
+    Attributes:
+        kept: the frames that go on, invalid pixels NaN; None when every frame failed.
+        failed: the frames that failed, as received; None when none did.
+        failures: one message per failed frame, in order.
+        masked_pixels: (B,) invalid pixels of every frame of the batch, in its order.
+        frame_pixels: pixels per frame.
     """
-    images = batch.images
-    if images.dtype.kind != "f":
-        return batch, None
-    finite = np.isfinite(images.reshape(len(batch), -1)).all(axis=1)
-    if finite.all():
-        return batch, None
-    if not finite.any():
-        return None, batch
-    return _select(batch, finite), _select(batch, ~finite)
+
+    kept: FrameBatch | None
+    failed: FrameBatch | None
+    failures: list[str]
+    masked_pixels: np.ndarray
+    frame_pixels: int
+
+
+def screen_batch(batch: FrameBatch, screen: PixelScreen) -> ScreenedBatch:
+    """Mask the invalid pixels of ``batch``'s frames and take out the frames that fail.
+
+    A batch without any invalid pixel comes back as it is, without a copy.
+
+    Raises:
+        ConfigError: the bad-pixel mask cannot be read or does not fit the frames.
+    """
+    screened = screen.screen(batch.images)
+    failed = screened.failed
+    frame_pixels = int(np.prod(batch.images.shape[1:]))
+    if screened.images is batch.images:
+        cleaned = batch
+    else:
+        cleaned = FrameBatch(
+            images=screened.images, metadata=batch.metadata, original_shape=batch.original_shape
+        )
+    if not failed.any():
+        return ScreenedBatch(cleaned, None, [], screened.masked_pixels, frame_pixels)
+    failures = [f for f in screened.failures if f is not None]
+    kept = None if failed.all() else _select(cleaned, ~failed)
+    return ScreenedBatch(
+        kept, _select(batch, failed), failures, screened.masked_pixels, frame_pixels
+    )
 
 
 def _select(batch: FrameBatch, rows: np.ndarray) -> FrameBatch:
@@ -35,3 +74,33 @@ def _select(batch: FrameBatch, rows: np.ndarray) -> FrameBatch:
         metadata={key: values[rows] for key, values in batch.metadata.items()},
         original_shape=batch.original_shape,
     )
+
+
+class MaskedPixelMetrics:
+    """``peaknet_masked_pixels_total`` and the per-frame ``peaknet_masked_pixel_fraction``.
+
+    Args:
+        registry: where the metrics live (the ingress's ``/metrics`` registry).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.pixels = Counter(
+            "peaknet_masked_pixels",
+            "Invalid pixels (NaN/inf, flag_morethan, flag_lessthan, bad-pixel mask) masked "
+            "before the model, summed over frames.",
+            registry=registry,
+        )
+        self.fraction = Histogram(
+            "peaknet_masked_pixel_fraction",
+            "Fraction of each frame's pixels masked as invalid.",
+            buckets=FRACTION_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, screened: ScreenedBatch) -> None:
+        """Count the masked pixels of every frame of a screened batch."""
+        total = int(screened.masked_pixels.sum())
+        if total:
+            self.pixels.inc(total)
+        for count in screened.masked_pixels:
+            self.fraction.observe(int(count) / max(screened.frame_pixels, 1))

@@ -18,7 +18,7 @@ from peaknet_serve.config import ServiceConfig
 from peaknet_serve.cxi import CXIWriter
 from peaknet_serve.errors import WriterError
 from peaknet_serve.live import BatchSummarizer
-from peaknet_serve.peaks import Peaks, find_peaks, is_hit
+from peaknet_serve.peaks import PeakFinder, Peaks, is_hit
 from peaknet_serve.service.commits import (
     COMMITS_LOCK,
     CommitLog,
@@ -49,10 +49,18 @@ class PeakStage:
     is finished by another one, and a batch sent twice is written once (``service.commits``).
 
     Config sections used: ``peaks``, ``hits``, ``output``.
+
+    Args:
+        config: the service configuration.
+        writer_id: this writer's name in file names and the commit log.
+        bad_pixels: an extra bool array, True = bad pixel, shaped like a frame (e.g. a
+            geometry's ``bad_`` regions); combined with ``peaks.bad_pixel_mask``.
     """
 
-    def __init__(self, config: ServiceConfig, *, writer_id: str) -> None:
-        self._peaks = config.peaks
+    def __init__(
+        self, config: ServiceConfig, *, writer_id: str, bad_pixels: np.ndarray | None = None
+    ) -> None:
+        self._finder = PeakFinder(config.peaks, bad_pixels=bad_pixels)
         self._hits = config.hits
         self._output = config.output
         self._directory = Path(config.output.output_dir)
@@ -91,7 +99,7 @@ class PeakStage:
         judged: list[tuple[int, Peaks, bool]] = []
         for index in range(len(batch)):
             try:
-                peaks = find_peaks(masks[index], batch.images[index], self._peaks)
+                peaks = self._finder.find(masks[index], batch.images[index])
             except Exception as exc:
                 self._frame_failed(failed, "peak_finding", exc)
                 continue
