@@ -22,6 +22,7 @@ from deployments.board import GPU_POST_INTERVAL_S, add_up, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
+from peaknet_serve.cxi import geometry_bad_pixels
 from peaknet_serve.errors import ConfigError, DecodeError
 from peaknet_serve.live import LiveBoard
 from peaknet_serve.peaks import PixelScreen
@@ -119,7 +120,9 @@ class Ingress:
             quarantine=Quarantine(quarantine_dir) if quarantine_dir else None,
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
-        self._screen = PixelScreen(config.peaks)
+        self._screen = PixelScreen(
+            config.peaks, bad_pixels=geometry_bad_pixels(config.output.geometry_file)
+        )
         self._masked = MaskedPixelMetrics(self._registry)
         self._pump.start()
         self._poster = asyncio.get_running_loop().create_task(self._post_counts(), name="post")

@@ -64,3 +64,5 @@ def test_simulated_lysozyme_frames_are_indexed_and_their_peaks_lie_on_reflection
     )
     assert not any(c.indexed for c in unindexed)
     assert peaks_on_reflections(unindexed[0]) == (0, len(unindexed[0].peaks))
+    (single,) = simulate_patterns(crystfel, cell, geometry, Path("one"), 1)
+    assert single.is_file()

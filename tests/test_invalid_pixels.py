@@ -29,6 +29,24 @@ def gap_mask() -> np.ndarray:
     return gaps
 
 
+def gap_geometry(path: Path, *, rows: bool) -> Path:
+    """A one-panel CrystFEL geometry whose ``bad_`` regions are gap_mask()'s columns (and rows)."""
+    regions = {"cols": (90, 91, 0, 255), "col": (200, 200, 0, 255)}
+    if rows:
+        regions["rows"] = (0, 255, 127, 128)
+    path.write_text(
+        "clen = 0.1\nres = 10000\nphoton_energy = 9500\nadu_per_photon = 1\ndata = /data/data\n\n"
+        "p0/min_fs = 0\np0/max_fs = 255\np0/min_ss = 0\np0/max_ss = 255\n"
+        "p0/corner_x = -128\np0/corner_y = -128\np0/fs = x\np0/ss = y\n\n"
+        + "".join(
+            f"bad_{name}/panel = p0\nbad_{name}/min_fs = {f0}\nbad_{name}/max_fs = {f1}\n"
+            f"bad_{name}/min_ss = {s0}\nbad_{name}/max_ss = {s1}\n"
+            for name, (f0, f1, s0, s1) in regions.items()
+        )
+    )
+    return path
+
+
 def frames() -> tuple[np.ndarray, list[FrameTruth]]:
     generator = SyntheticFrames(shape=SHAPE, peaks=20, hit_fraction=1.0, seed=515, sigma=(0.8, 1.3))
     return generator.batch(0, 4)
@@ -192,3 +210,27 @@ def test_peaks_never_hold_flagged_pixels() -> None:
     assert peaks.total_intensity[0] == pytest.approx(9 * 190.0)
     unflagged = PeakFinder(PeaksConfig(min_snr=None)).find(mask, image)
     assert len(unflagged) == 2
+
+
+def test_hot_pixels_in_the_geometry_files_bad_regions_leave_the_other_spots_found(
+    clean_found, tmp_path: Path
+) -> None:
+    """``output.geometry_file``'s ``bad_`` regions feed the same mask, with no array in code."""
+    rest, reference = clean_found
+    images, _ = frames()
+    hot = np.rint(images).astype(np.uint16)
+    hot[:, 127:129] = 65535  # the gap rows of gap_mask(), as two bad regions in fs/ss
+    hot[:, :, 90:92] = 65535
+    hot[:, :, 200] = 65535
+    geometry = gap_geometry(tmp_path / "gapped.geom", rows=True)
+    config = {
+        "model": {"preset": "peaknet-demo", "weights": "builtin:peaknet-demo"},
+        "output": {"geometry_file": str(geometry)},
+    }
+    with LocalPipeline.from_config(config) as pipe:
+        results = pipe.judge(hot)
+    assert all(r.masked_pixels == gap_mask().sum() for r in results)
+    assert matched(rest, [r.peaks for r in results]) >= 0.9 * reference
+    for result in results:  # no peak sits on a bad region
+        y, x = np.rint(result.peaks.y).astype(int), np.rint(result.peaks.x).astype(int)
+        assert not gap_mask()[y, x].any()

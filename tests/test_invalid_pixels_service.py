@@ -1,6 +1,6 @@
 """Through the running service: uint32 sentinel gaps, NaN gaps and hot pixels in the bad-pixel
-mask are masked, and the spots of the rest of each frame are written; a frame of NaN fails as
-``invalid_pixels`` and is quarantined."""
+mask and the geometry's bad regions are masked, and the spots of the rest of each frame are
+written; a frame of NaN fails as ``invalid_pixels`` and is quarantined."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from peaknet_serve.peaks import Peaks
 from peaknet_serve.wire import encode_batch
 from tests.conftest import free_port
 from tests.serve_app import app_config, deploy, get, settled, status, undeploy, wait_for, wait_ready
-from tests.test_invalid_pixels import SENTINEL, away_from, frames, gap_mask
+from tests.test_invalid_pixels import SENTINEL, away_from, frames, gap_geometry, gap_mask
 
 
 def message(images: np.ndarray, first_timestamp: int) -> bytes:
@@ -54,8 +54,11 @@ def test_service_masks_invalid_pixels_and_finds_the_other_spots(
     images, truths = frames()
     rest = [away_from(t, gap_mask()) for t in truths]
     gaps = gap_mask()
+    # The gap rows come from a mask file, the columns from the geometry's bad regions.
+    rows = np.zeros_like(gaps)
+    rows[127:129] = True
     mask_file = tmp_path / "mask.npy"
-    np.save(mask_file, (~gaps).astype(np.uint8))  # Cheetah convention: 1 good
+    np.save(mask_file, (~rows).astype(np.uint8))  # Cheetah convention: 1 good
     sentinel = np.rint(images).astype(np.uint32)
     sentinel[:, gaps] = SENTINEL
     nan_gaps = images.astype(np.float32)
@@ -66,7 +69,8 @@ def test_service_masks_invalid_pixels_and_finds_the_other_spots(
     kinds["hot"] = (hot, 400)
 
     port = free_port()
-    app = app_config(tmp_path, port, output={"write_mode": "all"})
+    geometry = gap_geometry(tmp_path / "gaps.geom", rows=False)
+    app = app_config(tmp_path, port, output={"write_mode": "all", "geometry_file": str(geometry)})
     app["args"]["peaks"] = {"flag_morethan": SENTINEL - 1, "bad_pixel_mask": str(mask_file)}
     deploy(ray_cluster, app)
     try:
@@ -89,7 +93,7 @@ def test_service_masks_invalid_pixels_and_finds_the_other_spots(
         for line in metrics.splitlines()
         if line.startswith("peaknet_masked_pixels_total")
     ]
-    # sentinel, NaN and hot frames: the gaps; clean frames: the bad-pixel mask; the NaN frame
+    # sentinel, NaN and hot frames: the gaps; clean frames: mask file and geometry; the NaN frame
     assert masked == [float(4 * len(images) * gaps.sum() + gaps.size)]
 
     found = written_peaks(tmp_path / "out")

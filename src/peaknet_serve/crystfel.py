@@ -101,11 +101,11 @@ def simulate_patterns(
 ) -> list[Path]:
     """Simulate ``count`` diffraction patterns of randomly oriented crystals with ``pattern_sim``.
 
-    The frames land in ``out_dir/sim.h5-1.h5`` ... (``/data/data``, float32 photons, laid out as
-    the geometry's ``min_fs``..``max_ss`` say), with Poisson noise on the Bragg signal and
-    ``background_photons`` photons of Poisson background per pixel. Without ``--really-random``
-    pattern_sim seeds its generator the same way each run, so the frames are reproducible. The
-    photon energy and detector distance come from the geometry file.
+    The frames land in ``out_dir/sim.h5-1.h5`` ... (one frame: ``sim.h5``) as ``/data/data``,
+    float32 photons laid out as the geometry's ``min_fs``..``max_ss`` say, with Poisson noise on
+    the Bragg signal and ``background_photons`` photons of Poisson background per pixel. Without
+    ``--really-random`` pattern_sim seeds its generator the same way each run, so the frames are
+    reproducible. The photon energy and detector distance come from the geometry file.
 
     Raises:
         CrystFELError: pattern_sim failed.
@@ -122,6 +122,8 @@ def simulate_patterns(
     if not noise:
         command.append("--no-noise")
     _run(command, crystfel, cwd=out_dir)
+    if count == 1:  # pattern_sim numbers its files only when it writes several
+        return [out_dir / "sim.h5"]
     return [out_dir / f"sim.h5-{i}.h5" for i in range(1, count + 1)]
 
 

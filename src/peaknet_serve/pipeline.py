@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from peaknet_serve.config import ModelSection, ServiceConfig, load_service_config
+from peaknet_serve.cxi import geometry_bad_pixels
 from peaknet_serve.engine import InferenceEngine
 from peaknet_serve.errors import InvalidFrameError
 from peaknet_serve.model import build_peaknet, load_weights
-from peaknet_serve.peaks import PeakFinder, Peaks, PixelScreen, is_hit
+from peaknet_serve.peaks import ExtraBadPixels, PeakFinder, Peaks, PixelScreen, is_hit
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +74,15 @@ class LocalPipeline:
 
     Args:
         config: the service configuration.
-        bad_pixels: an extra bool array, True = bad pixel, shaped like a frame (e.g. a geometry's
-            ``bad_`` regions); combined with ``peaks.bad_pixel_mask``.
+        bad_pixels: extra bad pixels (True = bad), an array shaped like a frame or a function of
+            the frame shape; by default those of ``output.geometry_file`` (its ``bad_`` regions
+            and masks). Combined with ``peaks.bad_pixel_mask``.
     """
 
-    def __init__(self, config: ServiceConfig, *, bad_pixels: np.ndarray | None = None) -> None:
+    def __init__(self, config: ServiceConfig, *, bad_pixels: ExtraBadPixels | None = None) -> None:
         self.config = config
+        if bad_pixels is None:
+            bad_pixels = geometry_bad_pixels(config.output.geometry_file)
         self.screen = PixelScreen(config.peaks, bad_pixels=bad_pixels)
         self.finder = PeakFinder(config.peaks, bad_pixels=bad_pixels)
         self._engine = InferenceEngine.from_config(

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from peaknet_serve.cxi.config import CXIConfig
-from peaknet_serve.cxi.geometry import Geometry, bad_pixel_mask, read_geometry
+from peaknet_serve.cxi.geometry import (
+    Geometry,
+    bad_pixel_mask,
+    geometry_bad_pixels,
+    read_geometry,
+)
 from peaknet_serve.cxi.layout import PanelLayout, panel_extents
 from peaknet_serve.cxi.writer import CXIWriter
 
@@ -13,6 +18,7 @@ __all__ = [
     "Geometry",
     "PanelLayout",
     "bad_pixel_mask",
+    "geometry_bad_pixels",
     "panel_extents",
     "read_geometry",
 ]

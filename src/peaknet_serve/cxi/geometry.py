@@ -15,8 +15,10 @@ Anything else is refused with a ``ConfigError`` that names the file and the line
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,6 +202,23 @@ def stack_index(name: str) -> int | None:
     if (match := _CSPAD_NAME.match(name)) is not None:
         return 8 * int(match.group(1)) + int(match.group(2)) // 2
     return None
+
+
+def geometry_bad_pixels(
+    geometry_file: str | Path | None,
+) -> Callable[[tuple[int, ...]], np.ndarray] | None:
+    """``bad_pixel_mask`` of a configured geometry file as a function of the frame shape.
+
+    What the pixel screen and the peak finder take as extra bad pixels, so the geometry's
+    ``bad_`` regions and masks leave the model's normalisation and every peak. None without a
+    file.
+
+    Raises:
+        ConfigError: the file cannot be read or a line cannot be honoured.
+    """
+    if geometry_file is None:
+        return None
+    return functools.partial(bad_pixel_mask, read_geometry(geometry_file))
 
 
 def bad_pixel_mask(geometry: Geometry, frame_shape: tuple[int, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ from peaknet_serve.peaks.hits import is_hit
 from peaknet_serve.peaks.invalid import (
     INVALID_PIXELS,
     BadPixels,
+    ExtraBadPixels,
     PixelScreen,
     Screened,
     invalid_values,
@@ -17,6 +18,7 @@ from peaknet_serve.peaks.invalid import (
 __all__ = [
     "INVALID_PIXELS",
     "BadPixels",
+    "ExtraBadPixels",
     "HitConfig",
     "PeakFinder",
     "Peaks",

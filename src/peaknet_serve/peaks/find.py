@@ -19,7 +19,7 @@ import numpy as np
 
 from peaknet_serve.peaks.background import ring_background
 from peaknet_serve.peaks.config import PeaksConfig
-from peaknet_serve.peaks.invalid import BadPixels, invalid_values
+from peaknet_serve.peaks.invalid import BadPixels, ExtraBadPixels, invalid_values
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ class PeakFinder:
     Args:
         config: the ``peaks`` section (defaults when None).
         labeller: the connected-component labeller (``label_opencv``).
-        bad_pixels: an extra bool array, True = bad pixel, shaped like a frame; combined with
-            ``peaks.bad_pixel_mask`` (``peaks.invalid.BadPixels``).
+        bad_pixels: extra bad pixels (True = bad): an array shaped like a frame, or a function
+            of the frame shape; combined with ``peaks.bad_pixel_mask`` (``peaks.BadPixels``).
     """
 
     def __init__(
@@ -108,7 +108,7 @@ class PeakFinder:
         config: PeaksConfig | None = None,
         *,
         labeller: Labeller | None = None,
-        bad_pixels: np.ndarray | None = None,
+        bad_pixels: ExtraBadPixels | None = None,
     ):
         self._config = config or PeaksConfig()
         self._labeller = labeller or label_opencv

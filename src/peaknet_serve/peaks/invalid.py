@@ -18,6 +18,7 @@ as bad pixels, so the files written from the copy index as the detector's own ma
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 INVALID_PIXELS = "invalid_pixels"
 """Failure reason of a frame with no valid pixel or too many invalid ones."""
+
+ExtraBadPixels = np.ndarray | Callable[[tuple[int, ...]], np.ndarray]
+"""Bad pixels given in code: a bool array shaped like the frames (True = bad), or a function of
+the frame shape that returns one (a geometry's: ``cxi.geometry_bad_pixels``)."""
 
 
 def invalid_values(values: np.ndarray, config: PeaksConfig) -> np.ndarray | None:
@@ -64,20 +69,26 @@ class BadPixels:
         config: ``peaks`` keys used: bad_pixel_mask, bad_pixel_mask_key,
             bad_pixel_mask_convention.
         extra: a bool array, True = bad pixel, shaped like the frames ((H, W), (P, H, W), or the
-            (P*H, W) slab of a panel stack), e.g. a CrystFEL geometry's ``bad_`` regions.
+            (P*H, W) slab of a panel stack), or a function of the frame shape giving one (a
+            CrystFEL geometry's ``bad_`` regions and masks, which know their panels).
     """
 
-    def __init__(self, config: PeaksConfig, *, extra: np.ndarray | None = None) -> None:
+    def __init__(self, config: PeaksConfig, *, extra: ExtraBadPixels | None = None) -> None:
         self._config = config
-        self._extra = None if extra is None else np.asarray(extra, dtype=bool)
+        self._of_shape = extra if callable(extra) else None
+        self._extra = None if extra is None or callable(extra) else np.asarray(extra, dtype=bool)
         self._raw: np.ndarray | None = None
         self._loaded = False
         self._fitted: dict[tuple[tuple[int, ...], int], np.ndarray | None] = {}
 
     @property
     def configured(self) -> bool:
-        """Whether any bad pixel can exist (a mask file or an extra array)."""
-        return self._config.bad_pixel_mask is not None or self._extra is not None
+        """Whether any bad pixel can exist (a mask file, an extra array or a geometry)."""
+        return (
+            self._config.bad_pixel_mask is not None
+            or self._extra is not None
+            or self._of_shape is not None
+        )
 
     def for_shape(self, shape: tuple[int, ...], *, margin: int = 0) -> np.ndarray | None:
         """The read-only bool mask (True = bad) of frames shaped ``shape``, grown by
@@ -89,7 +100,12 @@ class BadPixels:
         key = (tuple(shape), margin)
         if key not in self._fitted:
             raw = self._load()
-            self._fitted[key] = None if raw is None else fit_bad_pixels(raw, shape, margin=margin)
+            fitted = None if raw is None else fit_bad_pixels(raw, shape, margin=margin)
+            if self._of_shape is not None:
+                own = fit_bad_pixels(self._of_shape(tuple(shape)), shape, margin=margin)
+                fitted = own if fitted is None else fitted | own
+                fitted.flags.writeable = False
+            self._fitted[key] = fitted
         return self._fitted[key]
 
     def _load(self) -> np.ndarray | None:
@@ -145,11 +161,11 @@ class PixelScreen:
 
     Args:
         config: the ``peaks`` section.
-        bad_pixels: an extra bool array, True = bad pixel, shaped like a frame (see
-            ``BadPixels``); combined with ``peaks.bad_pixel_mask``.
+        bad_pixels: extra bad pixels (True = bad): an array shaped like a frame, or a function
+            of the frame shape (see ``BadPixels``); combined with ``peaks.bad_pixel_mask``.
     """
 
-    def __init__(self, config: PeaksConfig, *, bad_pixels: np.ndarray | None = None) -> None:
+    def __init__(self, config: PeaksConfig, *, bad_pixels: ExtraBadPixels | None = None) -> None:
         self.config = config
         self.bad_pixels = BadPixels(config, extra=bad_pixels)
         self._good: dict[tuple[int, ...], np.ndarray | None] = {}

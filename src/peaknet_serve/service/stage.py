@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 
 from peaknet_serve.config import ServiceConfig
-from peaknet_serve.cxi import CXIWriter
+from peaknet_serve.cxi import CXIWriter, geometry_bad_pixels
 from peaknet_serve.errors import WriterError
 from peaknet_serve.live import BatchSummarizer
-from peaknet_serve.peaks import PeakFinder, Peaks, is_hit
+from peaknet_serve.peaks import ExtraBadPixels, PeakFinder, Peaks, is_hit
 from peaknet_serve.service.commits import (
     COMMITS_LOCK,
     CommitLog,
@@ -53,13 +53,16 @@ class PeakStage:
     Args:
         config: the service configuration.
         writer_id: this writer's name in file names and the commit log.
-        bad_pixels: an extra bool array, True = bad pixel, shaped like a frame (e.g. a
-            geometry's ``bad_`` regions); combined with ``peaks.bad_pixel_mask``.
+        bad_pixels: extra bad pixels (True = bad), an array shaped like a frame or a function of
+            the frame shape; by default those of ``output.geometry_file``. Combined with
+            ``peaks.bad_pixel_mask``.
     """
 
     def __init__(
-        self, config: ServiceConfig, *, writer_id: str, bad_pixels: np.ndarray | None = None
+        self, config: ServiceConfig, *, writer_id: str, bad_pixels: ExtraBadPixels | None = None
     ) -> None:
+        if bad_pixels is None:
+            bad_pixels = geometry_bad_pixels(config.output.geometry_file)
         self._finder = PeakFinder(config.peaks, bad_pixels=bad_pixels)
         self._hits = config.hits
         self._output = config.output
