@@ -209,3 +209,15 @@ def test_head_segmask_before_the_last_upsample_equals_the_reference_order() -> N
     assert ours.shape == reference.shape == (2, 2, 96, 160)
     assert reference.std() > 0.1  # not a degenerate network
     assert relative_error(ours, reference) < 1e-5
+
+
+def test_folded_1x1_depthwise_separable_conv_equals_the_two_convs() -> None:
+    torch.manual_seed(1)
+    conv = bifpn.DepthwiseSeparableConv2d(8, 12)
+    with torch.no_grad():
+        conv.depthwise_conv.weight.normal_()
+        x = torch.randn(2, 8, 5, 7)
+        expected = conv.pointwise_conv(conv.depthwise_conv(x))
+        out = conv(x)
+    assert out.shape == (2, 12, 5, 7)
+    assert relative_error(out, expected) < 1e-6
