@@ -9,11 +9,12 @@ checking correctness: the engine's masks against calling the model directly on t
 Parts (``--parts``); ``check`` runs once (odd frame shape, mixed batches, overlapping calls),
 the others per shape, each a function ``(args, shape, batch) -> list[Row]`` in ``PARTS``:
     model      bare PeakNet on device-resident padded input: eager fp32, eager and compiled
-               in --precisions with channels_last
+               in --precisions with channels_last (and the engine's default fused dwconv +
+               LayerNorm stages; scripts/bench_kernels.py compares the fast paths)
     engine     InferenceEngine from numpy host arrays (float32 and float64), per precision x mode
     agreement  bf16 and fp16 masks against fp32 masks of the same model: random-init standard
                preset, and the shipped demo model on synthetic frames
-    profile    torch.profiler of the compiled bf16 model: top CUDA kernels
+    profile    torch.profiler of the compiled bf16 model (engine's fused stages): top kernels
     warmup     time to ready of a fresh process (health check, model, engine, compile of the
                first --modes mode at --batch) with an empty compile cache, then of a second fresh
                process with the cache filled; the second also times known-shape batches while
@@ -133,6 +134,13 @@ def _model(args: argparse.Namespace) -> torch.nn.Module:
     return build_peaknet(load_preset(args.preset)).eval().requires_grad_(False)
 
 
+def _fuse_like_the_engine(model: torch.nn.Module) -> None:
+    """The engine's default fast path: the Triton dwconv + LayerNorm kernel at its stages."""
+    from peaknet_serve.model.kernels import use_fused_kernels
+
+    use_fused_kernels(model, EngineConfig().fused_dwconv_stages)
+
+
 def _time_gpu(step: Callable[[], object], seconds: float) -> float:
     """Seconds per call of ``step`` run back to back (after one untimed call)."""
     step()
@@ -171,6 +179,7 @@ def bench_model(args: argparse.Namespace, shape: tuple[int, int], batch: int) ->
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
+            _fuse_like_the_engine(model)
         # dynamic=False: without it a second shape recompiles with symbolic shapes (2x slower).
         fn = model if mode == "off" else torch.compile(model, mode=mode, dynamic=False)
         start = time.perf_counter()
@@ -370,6 +379,7 @@ def bench_profile(args: argparse.Namespace, shape: tuple[int, int], batch: int) 
 
     dtype = DTYPES[args.precisions.split(",")[0]]
     model = _model(args).to(device="cuda", dtype=dtype, memory_format=torch.channels_last)
+    _fuse_like_the_engine(model)
     frames = torch.from_numpy(_frames(batch, shape)).cuda()
     x, _ = prepare_batch(frames, InputConfig(), dtype)
     x = x.contiguous(memory_format=torch.channels_last)

@@ -155,6 +155,21 @@ def test_warmup_and_describe(demo_model: torch.nn.Module) -> None:
     engine.close()
 
 
+def test_cpu_engine_runs_the_plain_path_whatever_the_fused_stages(
+    demo_model: torch.nn.Module,
+) -> None:
+    from peaknet_serve.model.backbone import Block
+
+    engine = _engine(demo_model, fused_dwconv_stages=(0, 1, 2, 3))
+    assert engine.describe()["fused_dwconv_stages"] == []
+    blocks = [m for m in engine.model.modules() if isinstance(m, Block)]
+    assert blocks and not any(block.fused for block in blocks)
+    engine.close()
+    assert EngineConfig(fused_dwconv_stages=(3, 1, 1)).fused_dwconv_stages == (1, 3)
+    with pytest.raises(ValueError, match="stages 0-3"):
+        EngineConfig(fused_dwconv_stages=(4,))
+
+
 def test_config_resolution_and_errors() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32

@@ -78,6 +78,14 @@ class EngineConfig(Section):
         description="How often a waiting batch polls its CUDA completion event; the event loop "
         "stays free in between.",
     )
+    fused_dwconv_stages: tuple[int, ...] = Field(
+        default=(0, 1, 2, 3),
+        description="Backbone stages (0-3) whose ConvNeXt blocks run the depthwise 7x7 conv + "
+        "LayerNorm as one Triton kernel (model/kernels.py) instead of cuDNN + LayerNorm; same "
+        "weights, same function. All four by default: the engine ran fastest so (H200, "
+        "docs/perf-notes.md). Only on a GPU, with channels_last and a compile mode other than "
+        '"aot"; a CPU always runs the plain PyTorch path.',
+    )
     cudnn_benchmark: bool = Field(
         default=True,
         description="Let cuDNN time its convolution algorithms for each new shape: the first "
@@ -113,6 +121,13 @@ class EngineConfig(Section):
         description="Longest wait for the GPU health checks' kernels (at start, and in each "
         "Serve health check) before the GPU is declared broken.",
     )
+
+    @field_validator("fused_dwconv_stages")
+    @classmethod
+    def _stage_indices(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 0 <= s <= 3 for s in value):
+            raise ValueError(f"fused_dwconv_stages are backbone stages 0-3, got {list(value)}")
+        return tuple(sorted(set(value)))
 
     @field_validator("batch_buckets")
     @classmethod

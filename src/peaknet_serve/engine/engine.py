@@ -112,8 +112,8 @@ class InferenceEngine:
     in place.
 
     Config keys used: engine.device, engine.precision, engine.autocast, engine.channels_last,
-    engine.compile, engine.num_buffers, engine.batch_buckets, engine.copy_threads,
-    engine.poll_interval_s, engine.cudnn_benchmark, engine.compile_cache_dir,
+    engine.compile, engine.fused_dwconv_stages, engine.num_buffers, engine.batch_buckets,
+    engine.copy_threads, engine.poll_interval_s, engine.cudnn_benchmark, engine.compile_cache_dir,
     engine.cpu_affinity; inputs.normalize, inputs.pad_position, inputs.pad_value.
 
     Args:
@@ -153,6 +153,10 @@ class InferenceEngine:
         model.to(device=self.device, dtype=self._model_dtype)
         if self._channels_last:
             model.to(memory_format=torch.channels_last)
+        fast = self._channels_last and engine.compile != "aot"
+        self._fused_stages = engine.fused_dwconv_stages if fast else ()
+        if self._fused_stages:
+            _use_fused_kernels(model, self._fused_stages)
         self.model = model
         self._masker = FrameMasker(model, inputs, self._model_dtype, self._channels_last)
 
@@ -212,6 +216,7 @@ class InferenceEngine:
             "precision": _DTYPE_NAMES[self.dtype],
             "autocast": self.config.autocast,
             "channels_last": self._channels_last,
+            "fused_dwconv_stages": list(self._fused_stages),
             "compile": self.config.compile if self.config.compile != "off" else None,
             "num_buffers": self.config.num_buffers,
             "batch_buckets": list(self._buckets),
@@ -510,6 +515,18 @@ class InferenceEngine:
             self._aot.close()
         self._launcher.shutdown(wait=True)
         self._copier.shutdown(wait=True)
+
+
+def _use_fused_kernels(model: nn.Module, stages: Sequence[int]) -> None:
+    """Switch the blocks of backbone ``stages`` to the Triton dwconv + LayerNorm kernel."""
+    try:
+        from peaknet_serve.model.kernels import use_fused_kernels
+    except ImportError as exc:
+        raise ConfigError(
+            f"engine.fused_dwconv_stages needs Triton ({exc}); install it or set "
+            "fused_dwconv_stages: []"
+        ) from exc
+    use_fused_kernels(model, stages)
 
 
 def _init_cuda_graph_thread() -> None:

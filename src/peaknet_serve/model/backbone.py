@@ -46,7 +46,11 @@ class Embeddings(nn.Module):
 
 
 class Block(nn.Module):
-    """dwconv 7x7 -> LayerNorm -> Linear C->4C -> GELU -> GRN -> Linear 4C->C, plus the input."""
+    """dwconv 7x7 -> LayerNorm -> Linear C->4C -> GELU -> GRN -> Linear 4C->C, plus the input.
+
+    ``fused`` (off by default, not in the state_dict) runs dwconv + LayerNorm as one Triton
+    kernel, ``torch.ops.peaknet.dwconv_layernorm``; see ``kernels.use_fused_kernels`` (GPU only).
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -56,12 +60,20 @@ class Block(nn.Module):
         self.act = nn.GELU()
         self.grn = GlobalResponseNorm(4 * dim)
         self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.fused = False
+
+    def extra_repr(self) -> str:
+        return "fused=True" if self.fused else ""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.dwconv(x)
-        x = x.permute(0, 2, 3, 1)
-        x = self.layernorm(x)
+        if self.fused:
+            ln = self.layernorm
+            x = torch.ops.peaknet.dwconv_layernorm(
+                x, self.dwconv.weight, self.dwconv.bias, ln.weight, ln.bias, ln.eps
+            )
+        else:
+            x = self.layernorm(self.dwconv(x).permute(0, 2, 3, 1))
         x = self.pwconv1(x)
         x = self.act(x)
         x = self.grn(x)

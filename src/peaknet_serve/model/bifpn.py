@@ -42,7 +42,13 @@ class DepthwiseSeparableConv2d(nn.Module):
         self.pointwise_conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise_conv(self.depthwise_conv(x))
+        if self.depthwise_conv.kernel_size != (1, 1):
+            return self.pointwise_conv(self.depthwise_conv(x))
+        # A 1x1 depthwise conv scales each input channel: fold it into the pointwise weights
+        # (in float32) and run one conv instead of a cuDNN depthwise pass over the map.
+        scale = self.depthwise_conv.weight.to(torch.float32).view(1, -1, 1, 1)
+        weight = (self.pointwise_conv.weight.to(torch.float32) * scale).to(x.dtype)
+        return F.conv2d(x, weight)
 
 
 def _fusion_conv(num_features: int) -> nn.Sequential:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from pydantic import ValidationError
 from torch import nn
 
@@ -69,12 +70,19 @@ class PeakNet(nn.Module):
         features = self.backbone(x)
         levels = [adapter(f) for adapter, f in zip(self.backbone_to_bifpn, features, strict=True)]
         levels = self.bifpn(levels)
-        # Coarsest first, as the reference accumulates (the order changes the float sum).
-        fused = None
-        for lateral, level in zip(self.seg_lateral_layers[::-1], levels[::-1], strict=True):
+        # The reference upsamples every coarser branch x2 to stride 4 (256 channels), sums all
+        # four and applies head_segmask, a 1x1 conv. A 1x1 conv and a bilinear resize commute
+        # (both are linear; bilinear weights sum to 1), so the branches that end with an upsample
+        # are summed at stride 8 (coarsest first, as the reference accumulates) and go through the
+        # conv's weights first: the x2 upsample then moves num_classes channels instead of 256.
+        # Equal to the reference in real arithmetic (tests/test_model.py checks it).
+        coarse = None
+        for lateral, level in zip(self.seg_lateral_layers[:0:-1], levels[:0:-1], strict=True):
             y = lateral(level)
-            fused = y if fused is None else fused + y
-        return resize(self.head_segmask(fused), float(OUTPUT_STRIDE))
+            coarse = y if coarse is None else coarse + y
+        fine = self.seg_lateral_layers[0](levels[0])
+        logits = self.head_segmask(fine) + resize(F.conv2d(coarse, self.head_segmask.weight), 2.0)
+        return resize(logits, float(OUTPUT_STRIDE))
 
 
 def build_peaknet(config: Mapping[str, Any] | PeakNetConfig) -> PeakNet:
