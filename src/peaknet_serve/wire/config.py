@@ -48,6 +48,16 @@ class DecodeConfig(Section):
             "Enforced by the decoder so that the rejection is counted."
         ),
     )
+    max_decoded_bytes: int = Field(
+        default=1024**3,
+        ge=1,
+        description=(
+            "Most bytes the arrays of one message may declare, checked before any is read "
+            "(a small compressed message can declare gigabytes); more raises "
+            "DecodeError(reason='too_large_decoded'). The default is twice the largest batch "
+            "of SLAC's LCLStreamer examples (16 x 1920 x 1920 float64, 472 MB)."
+        ),
+    )
 
 
 class SourceConfig(Section):
