@@ -18,7 +18,7 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.board import GPU_POST_INTERVAL_S, add_up, status_board
+from deployments.board import GPU_POST_INTERVAL_S, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
@@ -32,6 +32,7 @@ from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.screen import NON_FINITE, split_non_finite
+from peaknet_serve.service.totals import STOPPED, render_totals, service_totals
 from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,11 @@ app = FastAPI(title="peaknet-serve", description="Bragg peak finding on LCLStrea
 add_live_page(app)
 
 POST_INTERVAL_S = 1.0
-"""How often each ingress posts its counts to the status board."""
+"""How often each ingress posts its counts to the status board when they do not change."""
+POST_CHANGE_S = 0.1
+"""How soon a change of the counts is posted: what a replica that dies can leave unposted."""
 INGRESS_POST_MAX_AGE_S = 5 * POST_INTERVAL_S
 PEAKNET_POST_MAX_AGE_S = 3 * GPU_POST_INTERVAL_S + 1
-TOTALS = ("received", "hits_written", "non_hits", "failed", "in_flight")
 
 RETRYABLE = (
     RayActorError,  # ActorDiedError, ActorUnavailableError: the replica (or its node) went
@@ -68,6 +70,16 @@ def replica_died(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def deployed_at(app_name: str) -> float | None:
+    """When Serve deployed ``app_name``: the status board's run, so that a new deployment starts
+    a new account while a replica that replaces a dead one adds to the current one."""
+    try:
+        return serve.status().applications[app_name].last_deployed_time_s
+    except Exception as exc:
+        logger.warning("no deployment time for %s (%s): totals span deployments", app_name, exc)
+        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -100,11 +112,14 @@ class Ingress:
         self.live = LiveBoard()
         self._metrics = IngressMetrics()
         self._account: dict[str, Any] | None = None
+        self._run: float | None = None
         self.writers = WriterHealth(stale_s=max(60.0, 3 * config.ingress.write_retry_interval_s))
         quarantine_dir = config.quarantine_dir
         self._quarantine = (
             BatchQuarantine(
-                quarantine_dir / "batches", max_files=config.ingress.quarantine_max_batches
+                quarantine_dir / "batches",
+                max_files=config.ingress.quarantine_max_batches,
+                max_bytes=config.ingress.quarantine_max_bytes,
             )
             if quarantine_dir
             else None
@@ -115,7 +130,9 @@ class Ingress:
             submit=self._submit,
             ledger=self.ledger,
             max_in_flight=config.ingress.max_in_flight_batches,
-            quarantine=Quarantine(quarantine_dir) if quarantine_dir else None,
+            quarantine=Quarantine(quarantine_dir, max_bytes=config.ingress.quarantine_max_bytes)
+            if quarantine_dir
+            else None,
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
         self._pump.start()
@@ -228,15 +245,23 @@ class Ingress:
             raise RuntimeError(f"the socket pull loop has died: {self._pump.failure()!r}")
 
     async def _post_counts(self) -> None:
-        """Post this replica's counts to the status board, so any ingress can add them up."""
+        """Post this replica's counts to the status board within ``POST_CHANGE_S`` of a change
+        (at least every ``POST_INTERVAL_S``), so the service's account outlives the replica."""
+        self._run = await asyncio.to_thread(deployed_at, serve.get_replica_context().app_name)
+        posted, last = None, 0.0
         while True:
-            try:
-                await asyncio.wait_for(
-                    self._board.post.remote("ingress", self._replica, self.ledger.snapshot()), 10
-                )
-            except Exception as exc:  # the board is a convenience: never stop the ingress
-                logger.warning("status board unreachable: %s", _describe(exc))
-            await asyncio.sleep(POST_INTERVAL_S)
+            snapshot = self.ledger.snapshot()
+            counts = (snapshot["received"], snapshot["in_flight"], snapshot["messages_received"])
+            if counts != posted or time.monotonic() - last >= POST_INTERVAL_S:
+                try:
+                    await asyncio.wait_for(
+                        self._board.post.remote("ingress", self._replica, snapshot, self._run), 10
+                    )
+                    posted, last = counts, time.monotonic()
+                except Exception as exc:  # the board is a convenience: never stop the ingress
+                    logger.warning("status board unreachable: %s", _describe(exc))
+                    await asyncio.sleep(POST_INTERVAL_S)
+            await asyncio.sleep(POST_CHANGE_S)
 
     async def __del__(self) -> None:
         if hasattr(self, "_pump"):  # absent when __init__ failed before the pump existed
@@ -254,11 +279,8 @@ class Ingress:
         drain = self._config.ingress.drain_timeout_s
         await self._pump.stop(drain_timeout_s=drain)
         self._poster.cancel()
-        try:
-            await asyncio.wait_for(self._board.forget.remote("ingress", self._replica), 10)
-        except Exception as exc:
-            logger.warning("could not take this replica off the status board: %s", _describe(exc))
         account = {**self.ledger.snapshot(), "batches_unsettled": self._pump.batches_in_flight}
+        account["service"] = await self._service_totals({**account, STOPPED: True})
         self._account = account
         logger.warning(
             "ingress stopped: received=%d hits_written=%d non_hits=%d failed=%d; "
@@ -306,11 +328,21 @@ class Ingress:
             logger.warning("status: status board unreachable: %s", _describe(exc))
             return {}
 
-    async def _service_totals(self) -> dict[str, Any]:
-        """The counts of every ingress replica added up (this one's as of now)."""
-        posts = await self._board_posts("ingress", INGRESS_POST_MAX_AGE_S)
-        posts[self._replica] = self.ledger.snapshot()
-        return add_up(posts, TOTALS) | {"ingress_replicas": len(posts)}
+    async def _service_totals(self, mine: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The counts of every ingress replica of this deployment added up, those that died or
+        stopped included (this one's as of now, or ``mine``); this one's alone, with
+        ``board_error``, when the status board does not answer."""
+        mine = mine or self.ledger.snapshot()
+        try:
+            return await asyncio.wait_for(
+                self._board.totals.remote(
+                    "ingress", INGRESS_POST_MAX_AGE_S, self._replica, mine, self._run
+                ),
+                10,
+            )
+        except Exception as exc:
+            logger.warning("status: status board unreachable: %s", _describe(exc))
+            return service_totals({self._replica: mine}, ()) | {"board_error": _describe(exc)}
 
     async def _all_gpus(self) -> list[dict[str, Any]]:
         """Every PeakNet replica's GPU, as it posts every ``GPU_POST_INTERVAL_S``."""
@@ -379,8 +411,10 @@ class Ingress:
         return self.live.snapshot(replicas=await replica_counts())
 
     @app.get("/metrics")
-    def metrics(self) -> Response:
-        return Response(render(self._registry), media_type="text/plain; version=0.0.4")
+    async def metrics(self) -> Response:
+        """This replica's ``peaknet_*`` and the service's ``peaknet_service_*`` totals."""
+        text = render(self._registry) + render_totals(await self._service_totals())
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     @app.post("/pause")
     def pause(self, authorization: str | None = Header(default=None)) -> dict[str, bool]:

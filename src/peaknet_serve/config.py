@@ -127,6 +127,12 @@ class IngressConfig(Section):
         description="Failed batches saved raw (NPZ + reason) under quarantine_dir/batches; "
         "past it they are only counted.",
     )
+    quarantine_max_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        description="Most bytes of saved messages, and of saved batches, in quarantine_dir; "
+        "like the count bounds it counts what is on disk, so it holds across replicas.",
+    )
     reject_non_finite: bool = Field(
         default=True,
         description="Frames holding NaN or inf pixels are counted failed ('non_finite') and "
