@@ -397,6 +397,7 @@ class Ingress:
             "uptime_s": round(time.time() - self._started, 1),
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
+            "peers_rejected": self._pump.source.peers.rejected,
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
             "gpu": await self._gpu_status(),

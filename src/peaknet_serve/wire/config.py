@@ -79,6 +79,15 @@ class SourceConfig(Section):
         min_length=1,
         description="Socket URLs to listen on or dial, e.g. tcp://0.0.0.0:12321.",
     )
+    allowed_peers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "IP addresses or networks (CIDR) that may connect, e.g. ['172.21.0.0/16']; "
+            "connections from elsewhere are closed and counted (/status peers_rejected). "
+            "Empty: anyone who reaches the port. Bind the addresses to the beamline interface "
+            "too (tcp://BEAMLINE_IP:12321 instead of 0.0.0.0)."
+        ),
+    )
     recv_timeout_s: float = Field(
         default=1.0,
         gt=0,
