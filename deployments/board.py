@@ -10,7 +10,8 @@ older than ``max_age_s``.
 Ingress posts are an account, not a view: ``totals`` keeps the last post of every ingress replica
 of the deployment (``run``: when Serve deployed the application), those that stopped (a final
 post) or died (no post for ``max_age_s``: marked dead for good) included, so the service's counts
-outlive its replicas (``peaknet_serve.service.totals``).
+outlive its replicas (``peaknet_serve.service.totals``). The open batches of a dead one are looked
+up in the writers' commit logs by a live ingress (``TO_RESOLVE`` in ``totals``, then ``resolve``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from peaknet_serve.service.totals import gone, service_totals
+from peaknet_serve.service.totals import OPEN_BATCHES, Resolution, gone, service_totals
 
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "peaknet-serve"
+TO_RESOLVE = "to_resolve"
+"""Key of ``totals``: dead replica -> its open batches, for a live ingress to look up."""
 GPU_POST_INTERVAL_S = 5.0
 """How often a PeakNet replica posts its GPU (apart from Serve's health check period)."""
 
@@ -39,6 +42,7 @@ class StatusBoard:
         self._posts: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}
         self._runs: dict[str, float] = {}
         self._dead: dict[str, set[str]] = {}
+        self._resolved: dict[str, dict[str, Resolution]] = {}
 
     def post(
         self, topic: str, replica: str, body: dict[str, Any], run: float | None = None
@@ -51,6 +55,7 @@ class StatusBoard:
                 return
             self._posts.pop(topic, None)
             self._dead.pop(topic, None)
+            self._resolved.pop(topic, None)
             self._runs[topic] = run
         if replica in self._dead.get(topic, ()):
             logger.warning("%s replica %s posted after it was counted dead", topic, replica)
@@ -72,7 +77,18 @@ class StatusBoard:
         posts = self._posts.get(topic, {})
         dead = self._dead.setdefault(topic, set())
         dead |= gone(posts, now=time.time(), max_age_s=max_age_s)
-        return service_totals({r: b for r, (_, b) in posts.items()}, dead)
+        resolved = self._resolved.setdefault(topic, {})
+        to_resolve = {
+            r: dict(posts[r][1].get(OPEN_BATCHES) or {}) for r in dead if r not in resolved
+        }
+        totals = service_totals({r: b for r, (_, b) in posts.items()}, dead, resolved)
+        return totals | {TO_RESOLVE: to_resolve}
+
+    def resolve(self, topic: str, replica: str, resolution: Resolution) -> None:
+        """What became of dead ``replica``'s open batches (``resolve_open_batches``); the first
+        answer stands, so the totals move once."""
+        if replica in self._dead.get(topic, ()):
+            self._resolved.setdefault(topic, {}).setdefault(replica, dict(resolution))
 
     def forget(self, topic: str, replica: str) -> None:
         self._posts.get(topic, {}).pop(replica, None)

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -18,7 +19,7 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.board import GPU_POST_INTERVAL_S, status_board
+from deployments.board import GPU_POST_INTERVAL_S, TO_RESOLVE, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
@@ -32,7 +33,13 @@ from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.screen import NON_FINITE, split_non_finite
-from peaknet_serve.service.totals import STOPPED, render_totals, service_totals
+from peaknet_serve.service.totals import (
+    OPEN_BATCHES,
+    STOPPED,
+    render_totals,
+    resolve_open_batches,
+    service_totals,
+)
 from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
 
 logger = logging.getLogger(__name__)
@@ -113,6 +120,8 @@ class Ingress:
         self._metrics = IngressMetrics()
         self._account: dict[str, Any] | None = None
         self._run: float | None = None
+        self._open: dict[str, int] = {}
+        """Batch id -> frames, of the batches out at the model and writers (posted)."""
         self.writers = WriterHealth(stale_s=max(60.0, 3 * config.ingress.write_retry_interval_s))
         quarantine_dir = config.quarantine_dir
         self._quarantine = (
@@ -157,7 +166,12 @@ class Ingress:
         """``_send`` one batch, and export its outcome as replica metrics."""
         started = time.perf_counter()
         self._metrics.in_flight.set(self._pump.batches_in_flight)
-        outcome = await self._send(batch)
+        batch_id = uuid.uuid4().hex
+        self._open[batch_id] = len(batch)
+        try:
+            outcome = await self._send(batch, batch_id)
+        finally:  # the pump settles the ledger before any other task runs: posts see one or other
+            del self._open[batch_id]
         self._metrics.settled(
             hits=outcome.hits,
             non_hits=outcome.non_hits,
@@ -166,7 +180,7 @@ class Ingress:
         )
         return outcome
 
-    async def _send(self, batch: FrameBatch) -> BatchOutcome:
+    async def _send(self, batch: FrameBatch, batch_id: str) -> BatchOutcome:
         """Screen out non-finite frames, then the model's response goes straight to the
         writer: masks never come back here."""
         screened = BatchOutcome()
@@ -179,14 +193,13 @@ class Ingress:
             if kept is None:
                 return screened
             batch = kept
-        return merge(screened, await self._through_replicas(batch))
+        return merge(screened, await self._through_replicas(batch, batch_id))
 
-    async def _through_replicas(self, batch: FrameBatch) -> BatchOutcome:
+    async def _through_replicas(self, batch: FrameBatch, batch_id: str) -> BatchOutcome:
         """One batch through PeakNet and a writer, retried while replicas die (up to
         ``max_retries``) or while writes fail (up to ``write_retry_timeout_s``)."""
         settings = self._config.ingress
         frames = ray.put(batch)
-        batch_id = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         write_deadline: float | None = None
         deaths = 0
@@ -250,18 +263,48 @@ class Ingress:
         self._run = await asyncio.to_thread(deployed_at, serve.get_replica_context().app_name)
         posted, last = None, 0.0
         while True:
-            snapshot = self.ledger.snapshot()
-            counts = (snapshot["received"], snapshot["in_flight"], snapshot["messages_received"])
+            body = self._post_body()
+            counts = (body["received"], body["in_flight"], body["messages_received"], *self._open)
             if counts != posted or time.monotonic() - last >= POST_INTERVAL_S:
                 try:
-                    await asyncio.wait_for(
-                        self._board.post.remote("ingress", self._replica, snapshot, self._run), 10
+                    totals = await asyncio.wait_for(
+                        self._board.totals.remote(
+                            "ingress", INGRESS_POST_MAX_AGE_S, self._replica, body, self._run
+                        ),
+                        10,
                     )
                     posted, last = counts, time.monotonic()
+                    await self._resolve(totals[TO_RESOLVE])
                 except Exception as exc:  # the board is a convenience: never stop the ingress
                     logger.warning("status board unreachable: %s", _describe(exc))
                     await asyncio.sleep(POST_INTERVAL_S)
             await asyncio.sleep(POST_CHANGE_S)
+
+    def _post_body(self) -> dict[str, Any]:
+        return self.ledger.snapshot() | {OPEN_BATCHES: dict(self._open)}
+
+    async def _resolve(self, to_resolve: dict[str, dict[str, int]]) -> None:
+        """Settle dead ingress replicas' open batches from the writers' commit logs."""
+        for replica, open_batches in to_resolve.items():
+            try:
+                answer = await asyncio.to_thread(
+                    resolve_open_batches, Path(self._config.output.output_dir), open_batches
+                )
+            except OSError as exc:
+                logger.warning("cannot read the writers' commit logs: %s", exc)
+                continue
+            if answer is None:
+                continue  # a writer is still writing one of them: next time
+            await asyncio.wait_for(self._board.resolve.remote("ingress", replica, answer), 10)
+            committed = [b for b, record in answer.items() if record is not None]
+            logger.error(
+                "ingress replica %s died holding %d batches (%d frames); writers had committed "
+                "%d of them, the rest is counted lost (ingress_died)",
+                replica,
+                len(open_batches),
+                sum(open_batches.values()),
+                len(committed),
+            )
 
     async def __del__(self) -> None:
         if hasattr(self, "_pump"):  # absent when __init__ failed before the pump existed
@@ -332,14 +375,16 @@ class Ingress:
         """The counts of every ingress replica of this deployment added up, those that died or
         stopped included (this one's as of now, or ``mine``); this one's alone, with
         ``board_error``, when the status board does not answer."""
-        mine = mine or self.ledger.snapshot()
+        mine = mine or self._post_body()
         try:
-            return await asyncio.wait_for(
+            totals = await asyncio.wait_for(
                 self._board.totals.remote(
                     "ingress", INGRESS_POST_MAX_AGE_S, self._replica, mine, self._run
                 ),
                 10,
             )
+            totals.pop(TO_RESOLVE, None)
+            return totals
         except Exception as exc:
             logger.warning("status: status board unreachable: %s", _describe(exc))
             return service_totals({self._replica: mine}, ()) | {"board_error": _describe(exc)}

@@ -9,8 +9,17 @@ import numpy as np
 
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.commits import CommitLog
+from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.quarantine import BatchQuarantine
-from peaknet_serve.service.totals import STOPPED, gone, render_totals, service_totals
+from peaknet_serve.service.totals import (
+    OPEN_BATCHES,
+    STOPPED,
+    gone,
+    render_totals,
+    resolve_open_batches,
+    service_totals,
+)
 from peaknet_serve.wire import FrameBatch, Quarantine
 
 
@@ -28,7 +37,7 @@ def test_a_dead_replica_keeps_its_counts_and_its_held_frames_are_lost_at_least()
         "dead": ledger(30, 5, 5, 0),  # 20 held when it died
         "stopped": {**ledger(12, 4, 6, 0), STOPPED: True},  # 2 unsettled after its drain
     }
-    t = service_totals(posts, dead={"dead"})
+    t = service_totals(posts, dead={"dead"}, resolved={"dead": {}})  # it had no batch out
     assert t["received"] == 82
     assert (t["hits_written"], t["non_hits"], t["failed"]) == (19, 31, 2)
     assert t["in_flight"] == 8
@@ -54,7 +63,8 @@ def test_only_silent_replicas_without_a_final_post_are_gone() -> None:
 
 
 def test_service_counters_are_prometheus_counters_with_lost_by_reason() -> None:
-    text = render_totals(service_totals({"dead": ledger(30, 5, 5, 0)}, dead={"dead"})).decode()
+    totals = service_totals({"dead": ledger(30, 5, 5, 0)}, dead={"dead"}, resolved={"dead": {}})
+    text = render_totals(totals).decode()
     assert 'peaknet_service_frames_total{outcome="received"} 30.0' in text
     assert 'peaknet_service_frames_total{outcome="lost"} 20.0' in text
     assert 'peaknet_service_frames_lost_total{reason="ingress_died"} 20.0' in text
@@ -83,3 +93,28 @@ def test_the_batch_quarantine_bound_counts_files_on_disk_across_instances(tmp_pa
     assert (
         BatchQuarantine(tmp_path / "b", max_bytes=100).save(batch, reason="w", message="") is None
     )
+
+
+def test_a_dead_replicas_open_batches_committed_by_writers_count_as_written(
+    tmp_path: Path,
+) -> None:
+    """Frames stay in flight until the commit logs are read, then move once: what a writer
+    committed is written or judged, the rest of what the replica held is lost."""
+    log = CommitLog(tmp_path, "w1")
+    log.record("b1", BatchOutcome(hits=3, non_hits=5), current=None, events=0)
+    dead = {**ledger(40, 10, 10, 0), OPEN_BATCHES: {"b1": 8, "b2": 8}}  # 20 held
+    before = service_totals({"dead": dead}, dead={"dead"})
+    assert (before["in_flight"], before["lost"], before["ingress_replicas_resolving"]) == (20, 0, 1)
+    answer = resolve_open_batches(tmp_path, dead[OPEN_BATCHES])
+    assert answer == {"b1": {"hits": 3, "non_hits": 5, "failed": {}}, "b2": None}
+    after = service_totals({"dead": dead}, dead={"dead"}, resolved={"dead": answer})
+    assert (after["hits_written"], after["non_hits"]) == (13, 15)
+    assert after["lost_by_reason"] == {"ingress_died": 12} and after["in_flight"] == 0
+    assert after["received"] == after["hits_written"] + after["non_hits"] + after["lost"]
+    for key in ("received", "hits_written", "non_hits", "failed", "lost"):
+        assert after[key] >= before[key], key  # counters never go back
+
+
+def test_a_batch_a_writer_still_claims_is_resolved_later(tmp_path: Path) -> None:
+    CommitLog(tmp_path, "w1").claim("b1")
+    assert resolve_open_batches(tmp_path, {"b1": 4}) is None

@@ -1,6 +1,7 @@
 """The live service under hostile input and a dying ingress (issue 19): an empty message, bombs
 and every crafted kind are counted and the pull loop goes on; an ingress SIGKILLed mid-stream
-leaves its counts and what it held (``ingress_died``) in service totals that never go back."""
+leaves its counts in service totals that never go back, what it held that no writer committed
+as ``ingress_died``, and what a writer committed as written."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from tests.serve_app import (
     APP,
     Pusher,
     app_config,
+    cxi_timestamps,
     deploy,
     get,
+    hit_timestamps,
     settled,
     shutdown_reports,
     status,
@@ -135,10 +138,11 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
         wait_for(
             lambda: (
                 status(ray_cluster)["service"]["ingress_replicas_gone"] == 1
+                and status(ray_cluster)["service"]["ingress_replicas_resolving"] == 0
                 and settled(ray_cluster, 1)
             ),
             timeout=180,
-            what="the dead replica counted gone and the new one settled",
+            what="the dead replica counted gone, its batches looked up, the new one settled",
         )
         s = status(ray_cluster)
         totals = s["service"]
@@ -161,5 +165,8 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
         series = [sample.get(outcome, 0.0) for sample in watch.samples]
         assert series == sorted(series), (outcome, series)
     assert watch.samples[-1]["lost"] == died
+    # what the writers committed of the dead replica's batches is counted written, once
+    assert len(cxi_timestamps(tmp_path / "out")) == totals["hits_written"]
+    assert set(cxi_timestamps(tmp_path / "out")) <= set(hit_timestamps(summary))
     [report] = [r for r in shutdown_reports(tmp_path / "out") if r.get("service")]
     assert report["service"]["lost_by_reason"]["ingress_died"] == died
