@@ -375,7 +375,8 @@ class Ingress:
         """The counts of every ingress replica of this deployment added up, those that died or
         stopped included (this one's as of now, or ``mine``); this one's alone, with
         ``board_error``, when the status board does not answer."""
-        mine = mine or self._post_body()
+        if mine is None:  # after the drain this replica's counts are final
+            mine = self._post_body() | ({STOPPED: True} if self._account is not None else {})
         try:
             totals = await asyncio.wait_for(
                 self._board.totals.remote(
