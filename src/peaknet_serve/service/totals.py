@@ -50,7 +50,9 @@ Resolution = Mapping[str, Mapping[str, Any] | None]
 """A dead replica's open batches: batch id -> the committed outcome record, or None (lost)."""
 
 
-def gone(posts: Mapping[str, tuple[float, Mapping[str, Any]]], *, now: float, max_age_s: float):
+def gone(
+    posts: Mapping[str, tuple[float, Mapping[str, Any]]], *, now: float, max_age_s: float
+) -> set[str]:
     """Replicas whose last post is older than ``max_age_s`` and was not a clean stop."""
     return {
         replica
