@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -280,7 +281,9 @@ def main() -> int:
     parser.add_argument("--writer-kills", type=int, default=2)
     parser.add_argument("--ingress-kills", type=int, default=1)
     parser.add_argument("--max-in-flight", type=int, default=4)
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep files here (default: a temporary one)"
+    )
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="peaknet-soak-"))
@@ -349,7 +352,10 @@ def main() -> int:
         proc.wait(timeout=600)
     reports = sorted((workdir / "out").glob("peaknet-shutdown-*.json"))
     account = json.loads(reports[-1].read_text())
-    return report(args, results["summary"], account, results["sent"], workdir, kills)
+    code = report(args, results["summary"], account, results["sent"], workdir, kills)
+    if args.workdir is None:  # 10,000 frames of CXI files: keep them only when asked to
+        shutil.rmtree(workdir, ignore_errors=True)
+    return code
 
 
 if __name__ == "__main__":
