@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -18,7 +19,7 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.board import GPU_POST_INTERVAL_S, add_up, status_board
+from deployments.board import GPU_POST_INTERVAL_S, TO_RESOLVE, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
@@ -34,6 +35,13 @@ from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.screen import INVALID_PIXELS, MaskedPixelMetrics, screen_batch
+from peaknet_serve.service.totals import (
+    OPEN_BATCHES,
+    STOPPED,
+    render_totals,
+    resolve_open_batches,
+    service_totals,
+)
 from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
 
 logger = logging.getLogger(__name__)
@@ -42,10 +50,11 @@ app = FastAPI(title="peaknet-serve", description="Bragg peak finding on LCLStrea
 add_live_page(app)
 
 POST_INTERVAL_S = 1.0
-"""How often each ingress posts its counts to the status board."""
+"""How often each ingress posts its counts to the status board when they do not change."""
+POST_CHANGE_S = 0.1
+"""How soon a change of the counts is posted: what a replica that dies can leave unposted."""
 INGRESS_POST_MAX_AGE_S = 5 * POST_INTERVAL_S
 PEAKNET_POST_MAX_AGE_S = 3 * GPU_POST_INTERVAL_S + 1
-TOTALS = ("received", "hits_written", "non_hits", "failed", "in_flight")
 
 RETRYABLE = (
     RayActorError,  # ActorDiedError, ActorUnavailableError: the replica (or its node) went
@@ -70,6 +79,16 @@ def replica_died(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def deployed_at(app_name: str) -> float | None:
+    """When Serve deployed ``app_name``: the status board's run, so that a new deployment starts
+    a new account while a replica that replaces a dead one adds to the current one."""
+    try:
+        return serve.status().applications[app_name].last_deployed_time_s
+    except Exception as exc:
+        logger.warning("no deployment time for %s (%s): totals span deployments", app_name, exc)
+        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -102,11 +121,16 @@ class Ingress:
         self.live = LiveBoard()
         self._metrics = IngressMetrics()
         self._account: dict[str, Any] | None = None
+        self._run: float | None = None
+        self._open: dict[str, int] = {}
+        """Batch id -> frames, of the batches out at the model and writers (posted)."""
         self.writers = WriterHealth(stale_s=max(60.0, 3 * config.ingress.write_retry_interval_s))
         quarantine_dir = config.quarantine_dir
         self._quarantine = (
             BatchQuarantine(
-                quarantine_dir / "batches", max_files=config.ingress.quarantine_max_batches
+                quarantine_dir / "batches",
+                max_files=config.ingress.quarantine_max_batches,
+                max_bytes=config.ingress.quarantine_max_bytes,
             )
             if quarantine_dir
             else None
@@ -117,7 +141,9 @@ class Ingress:
             submit=self._submit,
             ledger=self.ledger,
             max_in_flight=config.ingress.max_in_flight_batches,
-            quarantine=Quarantine(quarantine_dir) if quarantine_dir else None,
+            quarantine=Quarantine(quarantine_dir, max_bytes=config.ingress.quarantine_max_bytes)
+            if quarantine_dir
+            else None,
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
         self._screen = PixelScreen(
@@ -146,7 +172,12 @@ class Ingress:
         """``_send`` one batch, and export its outcome as replica metrics."""
         started = time.perf_counter()
         self._metrics.in_flight.set(self._pump.batches_in_flight)
-        outcome = await self._send(batch)
+        batch_id = uuid.uuid4().hex
+        self._open[batch_id] = len(batch)
+        try:
+            outcome = await self._send(batch, batch_id)
+        finally:  # the pump settles the ledger before any other task runs: posts see one or other
+            del self._open[batch_id]
         self._metrics.settled(
             hits=outcome.hits,
             non_hits=outcome.non_hits,
@@ -155,7 +186,7 @@ class Ingress:
         )
         return outcome
 
-    async def _send(self, batch: FrameBatch) -> BatchOutcome:
+    async def _send(self, batch: FrameBatch, batch_id: str) -> BatchOutcome:
         """Mask invalid pixels and take out frames with too many, then the model's response
         goes straight to the writer: masks never come back here."""
         try:
@@ -172,14 +203,13 @@ class Ingress:
             )
         if screened.kept is None:
             return outcome
-        return merge(outcome, await self._through_replicas(screened.kept))
+        return merge(outcome, await self._through_replicas(screened.kept, batch_id))
 
-    async def _through_replicas(self, batch: FrameBatch) -> BatchOutcome:
+    async def _through_replicas(self, batch: FrameBatch, batch_id: str) -> BatchOutcome:
         """One batch through PeakNet and a writer, retried while replicas die (up to
         ``max_retries``) or while writes fail (up to ``write_retry_timeout_s``)."""
         settings = self._config.ingress
         frames = ray.put(batch)
-        batch_id = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         write_deadline: float | None = None
         deaths = 0
@@ -238,15 +268,53 @@ class Ingress:
             raise RuntimeError(f"the socket pull loop has died: {self._pump.failure()!r}")
 
     async def _post_counts(self) -> None:
-        """Post this replica's counts to the status board, so any ingress can add them up."""
+        """Post this replica's counts to the status board within ``POST_CHANGE_S`` of a change
+        (at least every ``POST_INTERVAL_S``), so the service's account outlives the replica."""
+        self._run = await asyncio.to_thread(deployed_at, serve.get_replica_context().app_name)
+        posted, last = None, 0.0
         while True:
+            body = self._post_body()
+            counts = (body["received"], body["in_flight"], body["messages_received"], *self._open)
+            if counts != posted or time.monotonic() - last >= POST_INTERVAL_S:
+                try:
+                    totals = await asyncio.wait_for(
+                        self._board.totals.remote(
+                            "ingress", INGRESS_POST_MAX_AGE_S, self._replica, body, self._run
+                        ),
+                        10,
+                    )
+                    posted, last = counts, time.monotonic()
+                    await self._resolve(totals[TO_RESOLVE])
+                except Exception as exc:  # the board is a convenience: never stop the ingress
+                    logger.warning("status board unreachable: %s", _describe(exc))
+                    await asyncio.sleep(POST_INTERVAL_S)
+            await asyncio.sleep(POST_CHANGE_S)
+
+    def _post_body(self) -> dict[str, Any]:
+        return self.ledger.snapshot() | {OPEN_BATCHES: dict(self._open)}
+
+    async def _resolve(self, to_resolve: dict[str, dict[str, int]]) -> None:
+        """Settle dead ingress replicas' open batches from the writers' commit logs."""
+        for replica, open_batches in to_resolve.items():
             try:
-                await asyncio.wait_for(
-                    self._board.post.remote("ingress", self._replica, self.ledger.snapshot()), 10
+                answer = await asyncio.to_thread(
+                    resolve_open_batches, Path(self._config.output.output_dir), open_batches
                 )
-            except Exception as exc:  # the board is a convenience: never stop the ingress
-                logger.warning("status board unreachable: %s", _describe(exc))
-            await asyncio.sleep(POST_INTERVAL_S)
+            except OSError as exc:
+                logger.warning("cannot read the writers' commit logs: %s", exc)
+                continue
+            if answer is None:
+                continue  # a writer is still writing one of them: next time
+            await asyncio.wait_for(self._board.resolve.remote("ingress", replica, answer), 10)
+            committed = [b for b, record in answer.items() if record is not None]
+            logger.error(
+                "ingress replica %s died holding %d batches (%d frames); writers had committed "
+                "%d of them, the rest is counted lost (ingress_died)",
+                replica,
+                len(open_batches),
+                sum(open_batches.values()),
+                len(committed),
+            )
 
     async def __del__(self) -> None:
         if hasattr(self, "_pump"):  # absent when __init__ failed before the pump existed
@@ -264,11 +332,8 @@ class Ingress:
         drain = self._config.ingress.drain_timeout_s
         await self._pump.stop(drain_timeout_s=drain)
         self._poster.cancel()
-        try:
-            await asyncio.wait_for(self._board.forget.remote("ingress", self._replica), 10)
-        except Exception as exc:
-            logger.warning("could not take this replica off the status board: %s", _describe(exc))
         account = {**self.ledger.snapshot(), "batches_unsettled": self._pump.batches_in_flight}
+        account["service"] = await self._service_totals({**account, STOPPED: True})
         self._account = account
         logger.warning(
             "ingress stopped: received=%d hits_written=%d non_hits=%d failed=%d; "
@@ -316,11 +381,24 @@ class Ingress:
             logger.warning("status: status board unreachable: %s", _describe(exc))
             return {}
 
-    async def _service_totals(self) -> dict[str, Any]:
-        """The counts of every ingress replica added up (this one's as of now)."""
-        posts = await self._board_posts("ingress", INGRESS_POST_MAX_AGE_S)
-        posts[self._replica] = self.ledger.snapshot()
-        return add_up(posts, TOTALS) | {"ingress_replicas": len(posts)}
+    async def _service_totals(self, mine: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The counts of every ingress replica of this deployment added up, those that died or
+        stopped included (this one's as of now, or ``mine``); this one's alone, with
+        ``board_error``, when the status board does not answer."""
+        if mine is None:  # after the drain this replica's counts are final
+            mine = self._post_body() | ({STOPPED: True} if self._account is not None else {})
+        try:
+            totals = await asyncio.wait_for(
+                self._board.totals.remote(
+                    "ingress", INGRESS_POST_MAX_AGE_S, self._replica, mine, self._run
+                ),
+                10,
+            )
+            totals.pop(TO_RESOLVE, None)
+            return totals
+        except Exception as exc:
+            logger.warning("status: status board unreachable: %s", _describe(exc))
+            return service_totals({self._replica: mine}, ()) | {"board_error": _describe(exc)}
 
     async def _all_gpus(self) -> list[dict[str, Any]]:
         """Every PeakNet replica's GPU, as it posts every ``GPU_POST_INTERVAL_S``."""
@@ -375,6 +453,7 @@ class Ingress:
             "uptime_s": round(time.time() - self._started, 1),
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
+            "peers_rejected": self._pump.source.peers.rejected,
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
             "gpu": await self._gpu_status(),
@@ -389,8 +468,10 @@ class Ingress:
         return self.live.snapshot(replicas=await replica_counts())
 
     @app.get("/metrics")
-    def metrics(self) -> Response:
-        return Response(render(self._registry), media_type="text/plain; version=0.0.4")
+    async def metrics(self) -> Response:
+        """This replica's ``peaknet_*`` and the service's ``peaknet_service_*`` totals."""
+        text = render(self._registry) + render_totals(await self._service_totals())
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     @app.post("/pause")
     def pause(self, authorization: str | None = Header(default=None)) -> dict[str, bool]:

@@ -9,14 +9,31 @@ kind), summed over replicas and nodes by Prometheus.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from ray.serve.metrics import Counter, Gauge, Histogram
+
+logger = logging.getLogger(__name__)
 
 FRAME_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
 SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 PEAK_BUCKETS = [0.5, 1.5, 4.5, 9.5, 19.5, 49.5, 99.5, 199.5, 499.5, 999.5, 1999.5]
 """Between integers (Ray wants positive bounds): ``le="0.5"`` counts the frames with none."""
+
+
+def add(counter: Counter, n: float, tags: dict[str, str] | None = None) -> None:
+    """``counter.inc(n)`` for a positive ``n``; nothing otherwise, and never an exception.
+
+    Ray's counters raise on ``inc(0)`` (an empty message has 0 bytes) and on negative values; a
+    metric must never be what stops the data path.
+    """
+    if not n > 0:  # also False for NaN
+        return
+    try:
+        counter.inc(n, tags=tags)
+    except Exception as exc:
+        logger.warning("metric %s not updated by %r: %s", counter.info.get("name"), n, exc)
 
 
 class IngressMetrics:
@@ -36,21 +53,19 @@ class IngressMetrics:
         )
 
     def received(self, *, n_bytes: int, frames: int) -> None:
-        self.messages.inc(tags={"result": "decoded"})
-        self.bytes.inc(n_bytes)
-        self.frames.inc(frames, tags={"outcome": "received"})
+        add(self.messages, 1, {"result": "decoded"})
+        add(self.bytes, n_bytes)
+        add(self.frames, frames, {"outcome": "received"})
 
     def rejected(self, *, n_bytes: int, reason: str) -> None:
-        self.messages.inc(tags={"result": f"rejected_{reason}"})
-        self.bytes.inc(n_bytes)
+        add(self.messages, 1, {"result": f"rejected_{reason}"})
+        add(self.bytes, n_bytes)
 
     def settled(self, *, hits: int, non_hits: int, failed: dict[str, int], seconds: float) -> None:
         for outcome, n in (("hit_written", hits), ("non_hit", non_hits)):
-            if n:
-                self.frames.inc(n, tags={"outcome": outcome})
+            add(self.frames, n, {"outcome": outcome})
         for reason, n in failed.items():
-            if n:
-                self.frames.inc(n, tags={"outcome": f"failed_{reason}"})
+            add(self.frames, n, {"outcome": f"failed_{reason}"})
         self.batch.observe(seconds)
 
 
@@ -73,7 +88,7 @@ class PeakNetMetrics:
         self.batch_seconds.observe(seconds)
 
     def error(self, exc: BaseException) -> None:
-        self.errors.inc(tags={"kind": type(exc).__name__})
+        add(self.errors, 1, {"kind": type(exc).__name__})
 
 
 class WriterMetrics:
@@ -98,13 +113,11 @@ class WriterMetrics:
         for n in peaks_per_frame:
             self.peaks.observe(n)
             frames += 1
-        if hits:
-            self.frames.inc(hits, tags={"verdict": "hit"})
-        if frames - hits:
-            self.frames.inc(frames - hits, tags={"verdict": "non_hit"})
+        add(self.frames, hits, {"verdict": "hit"})
+        add(self.frames, frames - hits, {"verdict": "non_hit"})
 
     def written(self, seconds: float) -> None:
         self.write_seconds.observe(seconds)
 
     def error(self, kind: str, n: int = 1) -> None:
-        self.errors.inc(n, tags={"kind": kind})
+        add(self.errors, n, {"kind": kind})

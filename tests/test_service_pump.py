@@ -162,3 +162,56 @@ def test_ledger_rate_counts_only_the_last_minute(seconds: float) -> None:
     assert ledger.frames_per_second() == pytest.approx(5 / 60)
     assert ledger.snapshot()["received"] == 15
     assert ledger.hit_rate() == pytest.approx(4 / 15)
+
+
+async def test_any_failure_to_decode_one_message_is_that_messages_and_the_loop_goes_on(
+    tmp_path,
+) -> None:
+    """An empty message, and a decoder that raises something other than DecodeError (as the
+    replica metrics did on a 0-byte message), are counted and quarantined; good frames follow."""
+    import pynng
+
+    def fragile_decode(payload) -> FrameBatch:
+        if memoryview(payload).nbytes == 3:
+            raise ValueError("value must be >0, got 0")
+        return decode_message(payload)
+
+    port = free_port()
+    ledger = FrameLedger()
+    pump = Pump(
+        source=listening_source(port),
+        decode=fragile_decode,
+        submit=count_non_hits,
+        ledger=ledger,
+        max_in_flight=2,
+        quarantine=Quarantine(tmp_path),
+    )
+    pump.start()
+    await wait_until(lambda: pump.source.is_open)
+    address = f"tcp://127.0.0.1:{port}"
+    with pynng.Push0(dial=address) as push:
+        await push.asend(b"")
+        await push.asend(b"abc")
+        await wait_until(lambda: ledger.messages_received == 2)
+        await wait_until(lambda: sum(ledger.rejected_messages_by_reason.values()) == 2)
+    thread = push_in_thread(address=address, frames=8, batch_size=4, shape=(32, 32), peaks=0)
+    await wait_until(lambda: ledger.received == 8 and ledger.in_flight == 0)
+    thread.join(5)
+    assert pump.alive and pump.failure() is None
+    await pump.stop(drain_timeout_s=5)
+    assert ledger.rejected_messages_by_reason == {"empty": 1, "internal": 1}
+    assert ledger.non_hits == 8
+    assert len(list(tmp_path.glob("*.bin"))) == 2
+
+
+def test_replica_metrics_take_zero_negative_and_nan_without_raising() -> None:
+    """Ray's counters raise on inc(0); an empty message has 0 bytes (issue 19)."""
+    from deployments.metrics import IngressMetrics, PeakNetMetrics, WriterMetrics
+
+    ingress = IngressMetrics()
+    ingress.rejected(n_bytes=0, reason="empty")
+    ingress.received(n_bytes=0, frames=0)
+    ingress.settled(hits=0, non_hits=-1, failed={"x": 0, "y": float("nan")}, seconds=0.0)
+    WriterMetrics().judged([], hits=0)
+    WriterMetrics().error("write", 0)
+    PeakNetMetrics().batch(frames=0, seconds=0.0)

@@ -127,6 +127,12 @@ class IngressConfig(Section):
         description="Failed batches saved raw (NPZ + reason) under quarantine_dir/batches; "
         "past it they are only counted.",
     )
+    quarantine_max_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        description="Most bytes of saved messages, and of saved batches, in quarantine_dir; "
+        "like the count bounds it counts what is on disk, so it holds across replicas.",
+    )
     control_token_env: str = Field(
         default="PEAKNET_SERVE_TOKEN",
         min_length=1,

@@ -26,7 +26,10 @@ class Pump:
     """Moves batches from a frame source to ``submit`` and accounts for every frame.
 
     ``submit`` sends one batch through the model and the writer and returns its outcome; an
-    exception from it fails the whole batch, counted under the exception's class name.
+    exception from it fails the whole batch, counted under the exception's class name. Any
+    failure to decode or book one message (``DecodeError`` or not) is that message's: counted
+    under a reason (``internal`` for anything but a ``DecodeError``), quarantined, and the loop
+    goes on.
     """
 
     def __init__(
@@ -109,17 +112,27 @@ class Pump:
         self.ledger.message_received(n_bytes)
         try:
             batch = await asyncio.to_thread(self._decode, payload)
-        except DecodeError as exc:
+            frames = len(batch)
+        except Exception as exc:  # one message's failure, whatever raised it: count and go on
             self._slots.release()
-            logger.warning("rejected a %d-byte message (%s): %s", n_bytes, exc.reason, exc)
-            self.ledger.message_rejected(exc.reason, str(exc))
-            if self._quarantine is not None:
-                await asyncio.to_thread(self._quarantine.save, payload, exc)
+            await self._reject(payload, n_bytes, exc)
             return
-        self.ledger.frames_received(len(batch))
+        self.ledger.frames_received(frames)
         task = asyncio.get_running_loop().create_task(self._process(batch))
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
+
+    async def _reject(self, payload: Message, n_bytes: int, exc: Exception) -> None:
+        if not isinstance(exc, DecodeError):
+            logger.error("decoding a %d-byte message failed unexpectedly", n_bytes, exc_info=exc)
+            exc = DecodeError(f"{type(exc).__name__}: {exc}", reason="internal")
+        logger.warning("rejected a %d-byte message (%s): %s", n_bytes, exc.reason, exc)
+        self.ledger.message_rejected(exc.reason, str(exc))
+        if self._quarantine is not None:
+            try:
+                await asyncio.to_thread(self._quarantine.save, payload, exc)
+            except Exception:  # the quarantine is a convenience: never stop the loop
+                logger.exception("could not quarantine a rejected message")
 
     async def _process(self, batch: FrameBatch) -> None:
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from peaknet_serve.wire import FrameBatch
+from peaknet_serve.wire.quarantine import on_disk
 
 logger = logging.getLogger(__name__)
 
@@ -19,20 +20,25 @@ logger = logging.getLogger(__name__)
 class BatchQuarantine:
     """Writes ``<stamp>.npz`` (``images`` and ``metadata/<key>`` arrays) and ``<stamp>.json``.
 
-    Bounded by ``max_files`` batches so an outage cannot fill the disk; past it, batches are
-    only counted. Saving never raises: a quarantine that fails is logged and skipped.
+    Bounded by ``max_files`` batches and ``max_bytes`` bytes of them on disk (whoever saved
+    them) so an outage cannot fill the disk; past it, batches are only counted. Saving never
+    raises: a quarantine that fails is logged and skipped.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_files: int = 100) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_files: int = 100, max_bytes: int = 1024**3
+    ) -> None:
         self.directory = Path(directory)
         self.max_files = max_files
+        self.max_bytes = max_bytes
         self.saved = 0
         self.skipped = 0
         self._counter = itertools.count()
 
     def save(self, batch: FrameBatch, *, reason: str, message: str) -> Path | None:
         """Store ``batch`` raw with ``reason``; returns the ``.npz`` path, or None when skipped."""
-        if self.saved >= self.max_files:
+        files, size = on_disk(self.directory, ".npz")
+        if files >= self.max_files or size + np.asarray(batch.images).nbytes > self.max_bytes:
             self.skipped += 1
             return None
         seconds, nanoseconds = divmod(time.time_ns(), 10**9)  # one reading: names sort by time

@@ -48,6 +48,16 @@ class DecodeConfig(Section):
             "Enforced by the decoder so that the rejection is counted."
         ),
     )
+    max_decoded_bytes: int = Field(
+        default=1024**3,
+        ge=1,
+        description=(
+            "Most bytes the arrays of one message may declare, checked before any is read "
+            "(a small compressed message can declare gigabytes); more raises "
+            "DecodeError(reason='too_large_decoded'). The default is twice the largest batch "
+            "of SLAC's LCLStreamer examples (16 x 1920 x 1920 float64, 472 MB)."
+        ),
+    )
 
 
 class SourceConfig(Section):
@@ -68,6 +78,15 @@ class SourceConfig(Section):
         default_factory=lambda: ["tcp://0.0.0.0:12321"],
         min_length=1,
         description="Socket URLs to listen on or dial, e.g. tcp://0.0.0.0:12321.",
+    )
+    allowed_peers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "IP addresses or networks (CIDR) that may connect, e.g. ['172.21.0.0/16']; "
+            "connections from elsewhere are closed and counted (/status peers_rejected). "
+            "Empty: anyone who reaches the port. Bind the addresses to the beamline interface "
+            "too (tcp://BEAMLINE_IP:12321 instead of 0.0.0.0)."
+        ),
     )
     recv_timeout_s: float = Field(
         default=1.0,

@@ -25,6 +25,7 @@ import numpy as np
 
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.wire.config import DecodeConfig
+from peaknet_serve.wire.guard import DecodedBudget
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def decode_message(payload: Payload, config: DecodeConfig | None = None) -> Fram
     """Decode one message; raises ``DecodeError`` (and only that) when it cannot.
 
     Config keys used: ``format``, ``fields.image``, ``fields.wavelength``, ``fields.timestamp``,
-    ``wavelength_unit``, ``max_message_bytes``. ``None`` means LCLStreamer's defaults.
+    ``wavelength_unit``, ``max_message_bytes``, ``max_decoded_bytes`` (checked against every
+    array's declared shape and dtype before it is read). ``None`` means LCLStreamer's defaults.
     """
     cfg = config or DecodeConfig()
     try:
@@ -178,6 +180,9 @@ def _read_hdf5(buf: memoryview, cfg: DecodeConfig) -> dict[str, np.ndarray]:
                 datasets.__setitem__("/" + name, obj) if isinstance(obj, h5py.Dataset) else None
             )
         )
+        budget = DecodedBudget(cfg.max_decoded_bytes)
+        for path, dset in datasets.items():
+            budget.take(path, dset.shape, dset.dtype)
         image_path = _resolve(cfg.fields.image, datasets)
         if image_path is None:
             raise DecodeError(
@@ -290,6 +295,9 @@ def _read_npz(
             info.filename[:-4] if info.filename.endswith(".npy") else info.filename: info
             for info in zf.infolist()
         }
+        budget = DecodedBudget(cfg.max_decoded_bytes)
+        for info in members.values():
+            budget.take(info.filename, *_npy_header(zf, info))
         image_key = _resolve_key(cfg.fields.image, members)
         if image_key is None:
             raise DecodeError(
@@ -317,6 +325,21 @@ def _read_npz(
 def _resolve_key(path: str, available: Any) -> str | None:
     candidates = [path.strip("/"), path.strip("/").rsplit("/", 1)[-1]]
     return next((c for c in candidates if c in available), None)
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a member's .npy header declares, read without reading its data."""
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise DecodeError(
+                f"NPZ member {info.filename} has .npy version {version}", reason="corrupt"
+            )
+    return shape, dtype
 
 
 def _npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, buf: memoryview) -> np.ndarray:

@@ -14,23 +14,49 @@ from peaknet_serve.errors import DecodeError
 logger = logging.getLogger(__name__)
 
 
+def on_disk(directory: Path, suffix: str) -> tuple[int, int]:
+    """How many ``*suffix`` files ``directory`` holds, and their bytes (0, 0 when it is absent).
+
+    The quarantines' bounds count what is on disk, not what this process saved, so they hold
+    across replicas, restarts and replicas that share one directory.
+    """
+    files = size = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(suffix):
+                    try:
+                        size += entry.stat().st_size
+                    except OSError:  # removed meanwhile
+                        continue
+                    files += 1
+    except FileNotFoundError:
+        pass
+    return files, size
+
+
 class Quarantine:
     """Writes ``<stamp>-<n>.bin`` (the message) and ``.json`` (why) into one directory.
 
-    Bounded by ``max_files`` so a pusher sending garbage cannot fill the disk; past it, messages
-    are only counted. Writing never raises: a quarantine that fails is logged and skipped.
+    Bounded by ``max_files`` messages and ``max_bytes`` bytes of them on disk (whoever saved
+    them) so a pusher sending garbage cannot fill the disk; past it, messages are only counted.
+    Writing never raises: a quarantine that fails is logged and skipped.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_files: int = 100) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_files: int = 100, max_bytes: int = 1024**3
+    ) -> None:
         self.directory = Path(directory)
         self.max_files = max_files
+        self.max_bytes = max_bytes
         self.saved = 0
         self.skipped = 0
         self._counter = itertools.count()
 
     def save(self, payload: bytes | memoryview, error: DecodeError | str) -> Path | None:
         """Store ``payload`` with its reason; returns the ``.bin`` path, or None when skipped."""
-        if self.saved >= self.max_files:
+        files, size = on_disk(self.directory, ".bin")
+        if files >= self.max_files or size + memoryview(payload).nbytes > self.max_bytes:
             self.skipped += 1
             return None
         reason = error.reason if isinstance(error, DecodeError) else "unspecified"

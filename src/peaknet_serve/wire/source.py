@@ -21,6 +21,7 @@ import zmq.asyncio
 
 from peaknet_serve.errors import ConfigError, PeakNetServeError
 from peaknet_serve.wire.config import SourceConfig
+from peaknet_serve.wire.peers import ZAP_DOMAIN, PeerAllowlist, ZapGuard, guard_nng
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class FrameSource(Protocol):
 
     received: int
     bytes_received: int
+    peers: PeerAllowlist
 
     @property
     def is_open(self) -> bool:
@@ -64,6 +66,7 @@ class NngSource:
         self.config = config
         self.received = 0
         self.bytes_received = 0
+        self.peers = PeerAllowlist(config.allowed_peers)
         self._sock: pynng.Pull0 | None = None
 
     @property
@@ -79,6 +82,8 @@ class NngSource:
             reconnect_time_min=max(1, round(cfg.reconnect_time_min_s * 1000)),
             reconnect_time_max=max(1, round(cfg.reconnect_time_max_s * 1000)),
         )
+        if cfg.allowed_peers:
+            guard_nng(sock, self.peers)
         try:
             for address in cfg.addresses:
                 if cfg.mode == "listen":
@@ -121,6 +126,8 @@ class ZmqSource:
         self.bytes_received = 0
         self._ctx: zmq.asyncio.Context | None = None
         self._sock: zmq.asyncio.Socket | None = None
+        self.peers = PeerAllowlist(config.allowed_peers)
+        self._zap = ZapGuard(self.peers)
 
     @property
     def is_open(self) -> bool:
@@ -129,8 +136,12 @@ class ZmqSource:
     async def open(self) -> None:
         cfg = self.config
         ctx = zmq.asyncio.Context()
+        if cfg.allowed_peers:
+            self._zap.start(ctx)
         sock = ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
+        if cfg.allowed_peers:
+            sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
         sock.setsockopt(zmq.RCVHWM, cfg.recv_buffer_messages)
         sock.setsockopt(zmq.MAXMSGSIZE, cfg.transport_max_bytes or -1)
         sock.setsockopt(zmq.RECONNECT_IVL, max(1, round(cfg.reconnect_time_min_s * 1000)))
@@ -143,6 +154,7 @@ class ZmqSource:
                     sock.connect(address)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
+            self._zap.stop()
             ctx.term()
             raise ConfigError(_open_error(cfg, exc)) from exc
         self._ctx, self._sock = ctx, sock
@@ -168,6 +180,7 @@ class ZmqSource:
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
+        self._zap.stop()
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None

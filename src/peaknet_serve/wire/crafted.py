@@ -1,0 +1,135 @@
+"""Malformed LCLStreamer messages of known kinds, for the decoder's tests and the soak script.
+
+Each kind is one way a pusher, a network or an attacker can get a message wrong; ``KINDS`` maps
+its name to the reasons the decoder may give it with the default configuration
+(the bombs declare 4 GiB, four times the default ``decode.max_decoded_bytes``).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+
+import h5py
+import numpy as np
+
+from peaknet_serve.wire.decode import HDF5_SIGNATURE
+from peaknet_serve.wire.encode import encode_batch
+
+BOMB_SHAPE = (16, 1, 8192, 8192)
+
+
+def good_message(
+    rng: np.random.Generator,
+    *,
+    frames: int = 2,
+    shape: tuple[int, int] = (16, 16),
+    fmt: str = "hdf5",
+    first: int = 0,
+) -> bytes:
+    """A well-formed batch of ``frames`` float32 frames with wavelength and timestamps."""
+    return encode_batch(
+        {
+            "/data/data": rng.random((frames, 1, *shape), dtype=np.float32),
+            "/data/wavelength": np.full(frames, 0.13),
+            "/data/timestamp": np.arange(first, first + frames, dtype=np.uint64),
+        },
+        fmt=fmt,
+    )
+
+
+def raw_hdf5(fields: dict[str, np.ndarray]) -> bytes:
+    """An in-memory HDF5 file of ``fields`` as given (the encoder refuses inconsistent ones)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for path, value in fields.items():
+            handle.create_dataset(path, data=value)
+    return buffer.getvalue()
+
+
+def raw_npz(fields: dict[str, np.ndarray], *, compressed: bool = False) -> bytes:
+    """An NPZ archive of ``fields`` as given, keyed by each path's last component."""
+    buffer = io.BytesIO()
+    save = np.savez_compressed if compressed else np.savez
+    save(buffer, **{path.rsplit("/", 1)[-1]: value for path, value in fields.items()})
+    return buffer.getvalue()
+
+
+def hdf5_bomb() -> bytes:
+    """~3 kB of HDF5 declaring a (16, 1, 8192, 8192) float32 image: 4 GiB of fill value."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.create_dataset(
+            "/data/data",
+            shape=BOMB_SHAPE,
+            dtype="float32",
+            chunks=(1, 1, 512, 512),
+            compression="gzip",
+        )
+    return buffer.getvalue()
+
+
+def npz_bomb(*, compressed: bool) -> bytes:
+    """An NPZ whose image member's .npy header declares (16, 1, 8192, 8192) float32: 4 GiB
+    declared over 512 bytes of data (deflated: the whole archive is a few hundred bytes)."""
+    npy = io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": BOMB_SHAPE}
+    np.lib.format.write_array_header_1_0(npy, header)
+    npy.write(bytes(512))
+    out = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(out, "w", compression=method) as zf:
+        zf.writestr("data.npy", npy.getvalue())
+    return out.getvalue()
+
+
+def _zero_events(fmt: str) -> bytes:
+    fields = {"/data/data": np.zeros((0, 1, 8, 8), np.float32)}
+    return raw_npz(fields) if fmt == "npz" else raw_hdf5(fields)
+
+
+def _mismatched(fmt: str) -> bytes:
+    fields = {
+        "/data/data": np.zeros((3, 8, 8), np.float32),
+        "/data/timestamp": np.arange(5, dtype=np.uint64),
+    }
+    return raw_npz(fields) if fmt == "npz" else raw_hdf5(fields)
+
+
+def _odd_dtype(fmt: str) -> bytes:
+    fields = {"/data/data": np.zeros((2, 8, 8), np.complex64)}
+    return raw_npz(fields) if fmt == "npz" else raw_hdf5(fields)
+
+
+def _truncated(fmt: str) -> bytes:
+    whole = good_message(np.random.default_rng(0), fmt=fmt)
+    return whole[: len(whole) // 2]
+
+
+#: kind -> (builder, the decoder's reason). Every builder is deterministic.
+KINDS: dict[str, tuple[Callable[[], bytes], frozenset[str]]] = {
+    "empty": (lambda: b"", frozenset({"empty"})),
+    "wrong_magic": (lambda: b"GIF89a" + bytes(64), frozenset({"unknown_format"})),
+    "hdf5_signature_only": (lambda: HDF5_SIGNATURE, frozenset({"truncated", "corrupt"})),
+    "truncated_hdf5": (lambda: _truncated("hdf5"), frozenset({"truncated", "corrupt"})),
+    "truncated_npz": (lambda: _truncated("npz"), frozenset({"truncated", "corrupt"})),
+    "hdf5_bomb": (hdf5_bomb, frozenset({"too_large_decoded"})),
+    "npz_bomb": (lambda: npz_bomb(compressed=False), frozenset({"too_large_decoded"})),
+    "npz_bomb_compressed": (
+        lambda: npz_bomb(compressed=True),
+        frozenset({"too_large_decoded"}),
+    ),
+    "mismatched_lengths_hdf5": (lambda: _mismatched("hdf5"), frozenset({"length_mismatch"})),
+    "mismatched_lengths_npz": (lambda: _mismatched("npz"), frozenset({"length_mismatch"})),
+    "odd_dtype_hdf5": (lambda: _odd_dtype("hdf5"), frozenset({"unsupported_dtype"})),
+    "odd_dtype_npz": (lambda: _odd_dtype("npz"), frozenset({"unsupported_dtype"})),
+    "zero_events_hdf5": (lambda: _zero_events("hdf5"), frozenset({"empty_batch"})),
+    "zero_events_npz": (lambda: _zero_events("npz"), frozenset({"empty_batch"})),
+}
+
+
+def malformed_messages(n: int) -> list[tuple[str, bytes]]:
+    """``n`` malformed messages, cycling through ``KINDS`` (each built once)."""
+    built = [(kind, build()) for kind, (build, _) in KINDS.items()]
+    return [built[i % len(built)] for i in range(n)]

@@ -1,0 +1,120 @@
+"""Service totals over ingress replicas that live, died or stopped; the quarantines' disk bounds
+hold across replicas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from peaknet_serve.errors import DecodeError
+from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.commits import CommitLog
+from peaknet_serve.service.outcome import BatchOutcome
+from peaknet_serve.service.quarantine import BatchQuarantine
+from peaknet_serve.service.totals import (
+    OPEN_BATCHES,
+    STOPPED,
+    gone,
+    render_totals,
+    resolve_open_batches,
+    service_totals,
+)
+from peaknet_serve.wire import FrameBatch, Quarantine
+
+
+def ledger(received: int, hits: int, non_hits: int, failed: int) -> dict:
+    led = FrameLedger()
+    led.message_received(100)
+    led.frames_received(received)
+    led.settle(hits=hits, non_hits=non_hits, failed={"write": failed} if failed else None)
+    return led.snapshot()
+
+
+def test_a_dead_replica_keeps_its_counts_and_its_held_frames_are_lost_at_least() -> None:
+    posts = {
+        "live": ledger(40, 10, 20, 2),  # 8 in flight
+        "dead": ledger(30, 5, 5, 0),  # 20 held when it died
+        "stopped": {**ledger(12, 4, 6, 0), STOPPED: True},  # 2 unsettled after its drain
+    }
+    t = service_totals(posts, dead={"dead"}, resolved={"dead": {}})  # it had no batch out
+    assert t["received"] == 82
+    assert (t["hits_written"], t["non_hits"], t["failed"]) == (19, 31, 2)
+    assert t["in_flight"] == 8
+    assert t["lost_by_reason"] == {"ingress_died": 20, "unsettled_at_stop": 2}
+    assert t["lost_at_least"] is True
+    assert t["received"] == (
+        t["hits_written"] + t["non_hits"] + t["failed"] + t["in_flight"] + t["lost"]
+    )
+    assert (t["ingress_replicas"], t["ingress_replicas_gone"]) == (1, 2)
+    assert t["failed_by_reason"] == {"write": 2}
+
+
+def test_odd_posts_count_as_zero_instead_of_breaking_the_totals() -> None:
+    t = service_totals(
+        {"a": {"received": "x", "in_flight": -3, "failed_by_reason": {"r": None}}}, ()
+    )
+    assert t["received"] == 0 and t["in_flight"] == 0 and t["lost"] == 0
+
+
+def test_only_silent_replicas_without_a_final_post_are_gone() -> None:
+    posts = {"old": (0.0, {}), "fresh": (9.0, {}), "stopped": (0.0, {STOPPED: True})}
+    assert gone(posts, now=10.0, max_age_s=5.0) == {"old"}
+
+
+def test_service_counters_are_prometheus_counters_with_lost_by_reason() -> None:
+    totals = service_totals({"dead": ledger(30, 5, 5, 0)}, dead={"dead"}, resolved={"dead": {}})
+    text = render_totals(totals).decode()
+    assert 'peaknet_service_frames_total{outcome="received"} 30.0' in text
+    assert 'peaknet_service_frames_total{outcome="lost"} 20.0' in text
+    assert 'peaknet_service_frames_lost_total{reason="ingress_died"} 20.0' in text
+
+
+def test_the_message_quarantine_bound_counts_files_on_disk_across_instances(
+    tmp_path: Path,
+) -> None:
+    """Two replicas (or a replica and its replacement) share the directory and its bound."""
+    first, second = Quarantine(tmp_path, max_files=3), Quarantine(tmp_path, max_files=3)
+    error = DecodeError("bad", reason="corrupt")
+    assert first.save(b"a" * 10, error) and first.save(b"b" * 10, error)
+    assert second.save(b"c" * 10, error)
+    assert second.save(b"d" * 10, error) is None and first.save(b"e", error) is None
+    assert len(list(tmp_path.glob("*.bin"))) == 3
+    by_bytes = Quarantine(tmp_path / "b", max_bytes=25)
+    assert by_bytes.save(b"x" * 20, error)
+    assert by_bytes.save(b"y" * 10, error) is None  # 20 on disk + 10 > 25
+    assert Quarantine(tmp_path / "b", max_bytes=25).save(b"z" * 5, error)
+
+
+def test_the_batch_quarantine_bound_counts_files_on_disk_across_instances(tmp_path: Path) -> None:
+    batch = FrameBatch(images=np.zeros((2, 8, 8), np.float32), metadata={})
+    assert BatchQuarantine(tmp_path, max_files=1).save(batch, reason="write", message="m")
+    assert BatchQuarantine(tmp_path, max_files=1).save(batch, reason="write", message="m") is None
+    assert (
+        BatchQuarantine(tmp_path / "b", max_bytes=100).save(batch, reason="w", message="") is None
+    )
+
+
+def test_a_dead_replicas_open_batches_committed_by_writers_count_as_written(
+    tmp_path: Path,
+) -> None:
+    """Frames stay in flight until the commit logs are read, then move once: what a writer
+    committed is written or judged, the rest of what the replica held is lost."""
+    log = CommitLog(tmp_path, "w1")
+    log.record("b1", BatchOutcome(hits=3, non_hits=5), current=None, events=0)
+    dead = {**ledger(40, 10, 10, 0), OPEN_BATCHES: {"b1": 8, "b2": 8}}  # 20 held
+    before = service_totals({"dead": dead}, dead={"dead"})
+    assert (before["in_flight"], before["lost"], before["ingress_replicas_resolving"]) == (20, 0, 1)
+    answer = resolve_open_batches(tmp_path, dead[OPEN_BATCHES])
+    assert answer == {"b1": {"hits": 3, "non_hits": 5, "failed": {}}, "b2": None}
+    after = service_totals({"dead": dead}, dead={"dead"}, resolved={"dead": answer})
+    assert (after["hits_written"], after["non_hits"]) == (13, 15)
+    assert after["lost_by_reason"] == {"ingress_died": 12} and after["in_flight"] == 0
+    assert after["received"] == after["hits_written"] + after["non_hits"] + after["lost"]
+    for key in ("received", "hits_written", "non_hits", "failed", "lost"):
+        assert after[key] >= before[key], key  # counters never go back
+
+
+def test_a_batch_a_writer_still_claims_is_resolved_later(tmp_path: Path) -> None:
+    CommitLog(tmp_path, "w1").claim("b1")
+    assert resolve_open_batches(tmp_path, {"b1": 4}) is None

@@ -1,0 +1,121 @@
+"""Who may push: ``source.allowed_peers`` closes and counts connections from other addresses, on
+real sockets from 127.0.0.x peers (zmq dials from a chosen source address; nng from 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+import pynng
+import pytest
+import zmq
+
+from peaknet_serve.errors import ConfigError
+from peaknet_serve.wire import SourceConfig, make_source
+from peaknet_serve.wire.peers import PeerAllowlist
+from tests.conftest import free_port
+
+
+def zmq_push(port: int, source_ip: str, n: int) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDTIMEO, 300)
+    sock.connect(f"tcp://{source_ip}:0;127.0.0.1:{port}")  # libzmq's source-address syntax
+    for _ in range(n):
+        with contextlib.suppress(zmq.Again):  # nobody took it: the connection was refused
+            sock.send(b"frames")
+        time.sleep(0.05)
+    time.sleep(1.0)
+    sock.close()
+    ctx.term()
+
+
+def nng_push(port: int, n: int) -> None:
+    with pynng.Push0(dial=f"tcp://127.0.0.1:{port}", send_timeout=300) as sock:
+        for _ in range(n):
+            with contextlib.suppress(pynng.Timeout):
+                sock.send(b"frames")
+        time.sleep(1.0)
+
+
+async def pull(transport: str, allowed: list[str], push) -> tuple[int, int]:
+    """Messages received and connections refused while ``push(port)`` runs in a thread."""
+    port = free_port()
+    source = make_source(
+        SourceConfig(
+            transport=transport,
+            addresses=[f"tcp://127.0.0.1:{port}"],
+            recv_timeout_s=0.2,
+            allowed_peers=allowed,
+        )
+    )
+    await source.open()
+    thread = threading.Thread(target=push, args=(port,), daemon=True)
+    thread.start()
+    received = 0
+    try:
+        while thread.is_alive():
+            received += await source.receive() is not None
+        while await source.receive() is not None:
+            received += 1
+    finally:
+        source.close()
+    return received, source.peers.rejected
+
+
+@pytest.mark.parametrize(
+    ("allowed", "peer", "expect_received"),
+    [
+        (["127.0.0.2"], "127.0.0.2", 3),
+        (["127.0.0.2"], "127.0.0.3", 0),
+        (["127.0.0.0/30"], "127.0.0.3", 3),
+        ([], "127.0.0.3", 3),
+    ],
+)
+async def test_zmq_takes_messages_only_from_allowed_peers(
+    allowed: list[str], peer: str, expect_received: int
+) -> None:
+    received, rejected = await pull("zmq", allowed, lambda port: zmq_push(port, peer, 3))
+    assert received == expect_received
+    assert (rejected > 0) == (expect_received == 0)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "expect_received"),
+    [(["127.0.0.1"], 3), (["127.0.0.2/32"], 0), (["10.0.0.0/8", "127.0.0.0/8"], 3), ([], 3)],
+)
+async def test_nng_closes_pipes_from_peers_not_allowed(
+    allowed: list[str], expect_received: int
+) -> None:
+    received, rejected = await pull("nng", allowed, lambda port: nng_push(port, 3))
+    assert received == expect_received
+    assert (rejected > 0) == (expect_received == 0)
+
+
+def test_allowlist_reads_addresses_networks_and_mapped_ipv6() -> None:
+    allowlist = PeerAllowlist(["172.21.0.0/16", "::1"])
+    assert allowlist.allows("172.21.4.9") and allowlist.allows("::ffff:172.21.0.1")
+    assert allowlist.allows("[::1]") and not allowlist.allows("172.22.0.1")
+    assert not allowlist.allows("not-an-ip")
+    with pytest.raises(ConfigError, match="allowed_peers"):
+        PeerAllowlist(["172.21.0.300"])
+
+
+def test_event_loop_closes_cleanly_after_a_guarded_zmq_source() -> None:
+    """The ZAP handler's socket is closed with the source, so the context can end."""
+
+    async def open_and_close() -> None:
+        source = make_source(
+            SourceConfig(
+                transport="zmq",
+                addresses=[f"tcp://127.0.0.1:{free_port()}"],
+                allowed_peers=["127.0.0.1"],
+            )
+        )
+        await source.open()
+        source.close()
+
+    asyncio.run(asyncio.wait_for(open_and_close(), 10))
