@@ -26,13 +26,15 @@ from peaknet_serve.errors import DecodeError
 from peaknet_serve.live import LiveBoard
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.health import WriterHealth
+from peaknet_serve.service.metadata_watch import MetadataCollector, MetadataWatch
 from peaknet_serve.service.metrics import ledger_registry, render
 from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.screen import NON_FINITE, split_non_finite
-from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
+from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message
+from peaknet_serve.wire.buffer import buffered_source
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ class Ingress:
             else None
         )
         self._pump = Pump(
-            source=make_source(config.source),
+            source=buffered_source(config.source),
             decode=self._decode,
             submit=self._submit,
             ledger=self.ledger,
@@ -118,6 +120,8 @@ class Ingress:
             quarantine=Quarantine(quarantine_dir) if quarantine_dir else None,
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
+        self._metadata = MetadataWatch(config.decode)
+        self._registry.register(MetadataCollector(self._metadata))
         self._pump.start()
         self._poster = asyncio.get_running_loop().create_task(self._post_counts(), name="post")
         logger.info(
@@ -133,6 +137,7 @@ class Ingress:
         except DecodeError as exc:
             self._metrics.rejected(n_bytes=n_bytes, reason=exc.reason)
             raise
+        self._metadata.observe(batch)
         self._metrics.received(n_bytes=n_bytes, frames=len(batch))
         return batch
 
@@ -325,6 +330,11 @@ class Ingress:
             logger.warning("status: no PeakNet replica answered: %s", _describe(exc))
             return {"error": f"no answer: {_describe(exc)}"}
 
+    def _peers(self) -> dict[str, Any]:
+        """Connected peers, last message age and the latest mismatch warning (``wire.peers``)."""
+        peers = self._pump.source.peers
+        return peers.snapshot() if peers is not None else {}
+
     @app.get("/healthz")
     def healthz(self) -> JSONResponse:
         """Liveness: the pull loop is running."""
@@ -344,7 +354,7 @@ class Ingress:
         failing = self.writers.failing()
         checks["writer"] = bool(writer.get("writable")) and not failing
         ready = all(checks.values()) and not self._pump.paused
-        body = {"ready": ready, **checks, "paused": self._pump.paused}
+        body = {"ready": ready, **checks, "paused": self._pump.paused, **self._peers()}
         if not checks["writer"]:
             body["writer_errors"] = failing or {
                 "probe": writer.get("write_error") or "not writable"
@@ -365,6 +375,9 @@ class Ingress:
             "uptime_s": round(time.time() - self._started, 1),
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
+            **self._peers(),
+            "receive_buffer": self._pump.source.snapshot(),
+            "metadata": self._metadata.snapshot(),
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
             "gpu": await self._gpu_status(),
