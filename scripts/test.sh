@@ -11,4 +11,9 @@ if ! { [ -x /usr/bin/chromium ] && command -v shellcheck >/dev/null; } \
         && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && apt-get install -y -qq chromium shellcheck > /dev/null
 fi
+# The real LCLStreamer (main and 0.3) for the producer tests, from the archives in ../shared.
+LCLSTREAMER_SETUP=../shared/lclstreamer/setup.sh
+if [ "$(id -u)" = 0 ] && [ -x "$LCLSTREAMER_SETUP" ]; then
+    "$LCLSTREAMER_SETUP" > /dev/null
+fi
 exec "$PY" -m pytest "$@"
