@@ -44,6 +44,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=12321)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a source setting to change from the default, e.g. recv_buffer_messages=2",
+    )
+    parser.add_argument(
         "--lclstreamer-prefix", default=os.environ.get("LCLSTREAMER_PREFIX", "/opt/lclstreamer")
     )
     args = parser.parse_args()
@@ -55,7 +62,10 @@ def main() -> int:
     rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="peaknet-tail-loss-"))
     service_config = workdir / "service.yaml"
-    service_config.write_text(yaml.safe_dump(_service_config(transport, args.port, workdir)))
+    source = {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
+    service_config.write_text(
+        yaml.safe_dump(_service_config(transport, args.port, workdir, source))
+    )
     log = (workdir / "service.log").open("w")
     service = subprocess.Popen(
         [sys.executable, "-m", "peaknet_serve.cli", "run", str(service_config)],
@@ -100,16 +110,20 @@ def main() -> int:
         service.wait(timeout=300)
     sys.stdout.write(
         f"LCLStreamer {args.version} over {transport}: {clean_runs} of {args.runs} runs lost "
-        f"0 frames ({args.batch_size} x {args.shape[0]}x{args.shape[1]} float32 per batch)\n"
+        f"0 frames ({args.batch_size} x {args.shape[0]}x{args.shape[1]} float32 per batch; "
+        f"source settings changed: {source or 'none'})\n"
     )
     return 0
 
 
-def _service_config(transport: str, port: int, workdir: Path) -> dict[str, object]:
+def _service_config(
+    transport: str, port: int, workdir: Path, source: dict[str, object]
+) -> dict[str, object]:
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"]["host"] = "127.0.0.1"
     app = config["applications"][0]
     app["args"]["source"] |= {"transport": transport, "addresses": [f"tcp://127.0.0.1:{port}"]}
+    app["args"]["source"] |= source
     app["args"]["output"]["output_dir"] = str(workdir / "out")
     app["args"]["quarantine_dir"] = str(workdir / "quarantine")
     return config

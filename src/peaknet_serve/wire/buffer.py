@@ -7,7 +7,9 @@ ingress has a free batch slot. ``BufferedSource`` reads its inner source in a ta
 into a queue bounded by ``max_bytes`` and ``max_messages``; it stops reading the socket only
 while that queue is full, so backpressure still reaches the pusher, but only after the buffer has
 absorbed a few seconds of batches. Memory is bounded by ``max_bytes`` plus one message (a single
-message larger than the buffer is still taken when the buffer is empty).
+message larger than the buffer is still taken when the buffer is empty), plus the socket's own
+queue (``source.recv_buffer_messages``), which the socket library's I/O thread fills without
+waiting for this process's event loop.
 """
 
 from __future__ import annotations

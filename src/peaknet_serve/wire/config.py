@@ -100,9 +100,13 @@ class SourceConfig(Section):
         ),
     )
     recv_buffer_messages: int = Field(
-        default=2,
+        default=16,
         ge=1,
-        description="Messages queued in the receiving socket (zmq RCVHWM, nng recv_buffer_size).",
+        description=(
+            "Messages queued in the receiving socket (zmq RCVHWM, nng recv_buffer_size), filled "
+            "by the socket library's own I/O thread even while the ingress process is busy; it "
+            "adds up to this many messages to the memory of buffer_bytes."
+        ),
     )
     buffer_bytes: int = Field(
         default=4 * 1024**3,
