@@ -100,12 +100,11 @@ class SourceConfig(Section):
         ),
     )
     recv_buffer_messages: int = Field(
-        default=16,
+        default=2,
         ge=1,
         description=(
-            "Messages queued in the receiving socket (zmq RCVHWM, nng recv_buffer_size), filled "
-            "by the socket library's own I/O thread even while the ingress process is busy; it "
-            "adds up to this many messages to the memory of buffer_bytes."
+            "Messages queued in the receiving socket (zmq RCVHWM, nng recv_buffer_size), in "
+            "front of the receive buffer; they add to its memory."
         ),
     )
     buffer_bytes: int = Field(
