@@ -7,8 +7,13 @@ last send, as it does. The model is slower than the producer, so batches queue i
 After each run it waits until the service has settled what it received and counts the frames
 that never arrived. Prints one line per run and the number of runs that lost nothing.
 
+``--bare`` replaces the service by a bare PULL socket in this process that does nothing but
+receive (a queue of ``recv_buffer_messages``, 1000 unless ``--set``): what is lost then is lost
+on the producer's side, whatever the receiver does.
+
     .venv/bin/python scripts/bench_tail_loss.py --version main --runs 10
     .venv/bin/python scripts/bench_tail_loss.py --version 0.3 --runs 10
+    .venv/bin/python scripts/bench_tail_loss.py --version main --runs 10 --bare
 
 Needs LCLStreamer (``../shared/lclstreamer/setup.sh``) and a free port 8000.
 """
@@ -43,6 +48,7 @@ def main() -> int:
     parser.add_argument("--shape", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     parser.add_argument("--port", type=int, default=12321)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bare", action="store_true", help="a bare socket, no service")
     parser.add_argument(
         "--set",
         action="append",
@@ -63,6 +69,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="peaknet-tail-loss-"))
     service_config = workdir / "service.yaml"
     source = {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
+    if args.bare:
+        return _bare(args, lclstreamer, transport, int(source.get("recv_buffer_messages", 1000)))
     service_config.write_text(
         yaml.safe_dump(_service_config(transport, args.port, workdir, source))
     )
@@ -114,6 +122,71 @@ def main() -> int:
         f"source settings changed: {source or 'none'})\n"
     )
     return 0
+
+
+def _bare(args: argparse.Namespace, lclstreamer: Path, transport: str, queue: int) -> int:
+    """LCLStreamer into a socket that only receives: the producer's own loss."""
+    import pynng
+    import zmq
+
+    rng = random.Random(args.seed)
+    address = f"tcp://127.0.0.1:{args.port}"
+    if transport == "zmq":
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, queue)
+        sock.bind(address)
+    else:
+        sock = pynng.Pull0(listen=address, recv_buffer_size=min(queue, 8192))
+    clean_runs = 0
+    with tempfile.TemporaryDirectory(prefix="peaknet-tail-loss-") as workdir:
+        for run in range(args.runs):
+            batches = rng.randint(args.min_batches, args.max_batches)
+            config = Path(workdir) / f"run{run}.yaml"
+            config.write_text(
+                yaml.safe_dump(_producer_config(args, transport, batches * args.batch_size))
+            )
+            producer = subprocess.Popen(
+                [str(lclstreamer), "--config", str(config)],
+                cwd=workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            received, quiet_since = 0, None
+            while quiet_since is None or time.monotonic() - quiet_since < 3.0:
+                if _receive(sock, transport):
+                    received, quiet_since = received + 1, None
+                elif producer.poll() is not None and quiet_since is None:
+                    quiet_since = time.monotonic()
+            lost = batches - received
+            clean_runs += lost == 0
+            sys.stdout.write(f"run {run + 1}: {batches} batches, exit {producer.returncode}; ")
+            sys.stdout.write(f"lost {lost} batches ({lost * args.batch_size} frames)\n")
+            sys.stdout.flush()
+    sock.close()
+    sys.stdout.write(
+        f"LCLStreamer {args.version} over {transport} into a bare socket (queue {queue}): "
+        f"{clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
+        f"{args.shape[0]}x{args.shape[1]} float32 per batch)\n"
+    )
+    return 0
+
+
+def _receive(sock: object, transport: str) -> bool:
+    """One message within 0.2 s, or False."""
+    import pynng
+
+    if transport == "zmq":
+        if not sock.poll(200):
+            return False
+        sock.recv(copy=False)
+        return True
+    try:
+        sock.recv_timeout = 200
+        sock.recv()
+    except pynng.Timeout:
+        return False
+    return True
 
 
 def _service_config(
