@@ -25,7 +25,7 @@ import numpy as np
 
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.wire.config import DecodeConfig
-from peaknet_serve.wire.metadata import derive
+from peaknet_serve.wire.metadata import TIMESTAMP_KEY, WAVELENGTH_KEY, derive
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ IMAGE_DTYPES = frozenset(
 #: h*c in eV*m, eV*nm and eV*Angstrom: E[eV] = HC[unit] / lambda[unit].
 _HC_EV = {"m": 1.23984198e-6, "nm": 1239.84198, "angstrom": 12398.4198}
 
-#: Metadata keys the decoder sets itself.
-PHOTON_ENERGY_KEY = "photon_energy_ev"
-WAVELENGTH_KEY = "wavelength"
-TIMESTAMP_KEY = "timestamp"
 ORIGINAL_SHAPE_SUFFIX = "_original_shape"
 
 
