@@ -14,7 +14,7 @@ import pytest
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.pump import Pump
-from peaknet_serve.wire import FrameBatch, SourceConfig, decode_message, make_source
+from peaknet_serve.wire import FrameBatch, SourceConfig, decode_message
 from peaknet_serve.wire.buffer import BufferedSource, buffered_source
 from tests import lclstreamer
 from tests.conftest import free_port
@@ -103,16 +103,14 @@ async def test_every_message_decodes_to_what_lclstreamer_wrote(version: str, tmp
         )
 
 
-async def pushed_into_a_busy_ingress(
-    version: str, tmp_path: Path, *, batches: int, buffered: bool
-) -> tuple[int, int]:
+async def pushed_into_a_busy_ingress(version: str, tmp_path: Path, batches: int) -> tuple[int, int]:
     """LCLStreamer pushes ``batches`` batches of 4 frames of 128x128 float32 into an ingress that
     takes 0.3 s per batch, one at a time, and exits right after its last send. Returns (frames
     sent, frames received)."""
     transport = lclstreamer.VERSIONS[version]
     port = free_port()
     config = source_config(port, transport)
-    source = buffered_source(config) if buffered else make_source(config)
+    source = buffered_source(config)
     pump, ledger = make_pump(source, Collector(delay_s=0.3), 1)
     pump.start()
     await wait_until(lambda: pump.source.is_open)
@@ -129,7 +127,7 @@ async def pushed_into_a_busy_ingress(
     # the producer has exited; give what is still on its way (or gone) time to show up
     await wait_until(lambda: ledger.in_flight == 0, timeout=60)
     await asyncio.sleep(1.0)
-    await wait_until(lambda: ledger.in_flight == 0 and not getattr(source, "backlog", 0), 60)
+    await wait_until(lambda: ledger.in_flight == 0 and not source.backlog, 60)
     await pump.stop(drain_timeout_s=30)
     return events, ledger.received
 
@@ -141,9 +139,7 @@ async def test_lclstreamer_loses_nothing_into_a_busy_ingress(
 ) -> None:
     """Without the receive buffer LCLStreamer main lost 8 of 80 frames here in 3 of 3 runs, 0.3
     over nng 16-24 in 2 of 3 (see docs/benchmarks.md)."""
-    sent, received = await pushed_into_a_busy_ingress(
-        version, tmp_path, batches=batches, buffered=True
-    )
+    sent, received = await pushed_into_a_busy_ingress(version, tmp_path, batches)
     assert received == sent
 
 
