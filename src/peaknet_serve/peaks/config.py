@@ -75,10 +75,21 @@ class PeaksConfig(Section):
     )
     min_snr: float | None = Field(
         default=3.0,
+        ge=0,
+        allow_inf_nan=False,
         description="Drop peaks whose SNR, total_intensity / (noise x sqrt(n_pixels)) against "
-        "the background ring, is below this; null: no cut. On pattern_sim lysozyme frames the "
+        "the background ring, is below this; a NaN SNR never passes; null: no cut (needed with "
+        "background 'none', which has no SNR). On pattern_sim lysozyme frames the "
         "peaks below 3 are noise and those above are reflections (docs/accuracy.md). "
         "peakfinder8's SNR is total / noise, sqrt(n_pixels) times larger.",
+    )
+    noise_floor: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Least noise (ADU) of a peak's SNR: the ring's noise estimate is raised to "
+        "this. Set it to one photon in ADU (the geometry's adu_per_photon): on dark frames the "
+        "ring's noise is 0 and a peak of single-photon pixels would otherwise pass any min_snr.",
     )
     min_res: float | None = Field(
         default=None,
@@ -119,6 +130,9 @@ class PeaksConfig(Section):
     def _pixel_range(self) -> PeaksConfig:
         if self.max_pixels is not None and self.max_pixels < self.min_pixels:
             raise ValueError("max_pixels must be >= min_pixels (or null)")
+        if self.background == "none" and self.min_snr is not None:
+            raise ValueError("min_snr needs background 'ring' (without it there is no SNR); "
+                             "set min_snr: null")
         if self.min_res is not None and self.max_res is not None and self.max_res <= self.min_res:
             raise ValueError("max_res must be > min_res (or null)")
         if (
