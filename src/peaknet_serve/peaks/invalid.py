@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from peaknet_serve.errors import ConfigError
 from peaknet_serve.peaks.badpixels import fit_bad_pixels, load_bad_pixel_mask
 from peaknet_serve.peaks.config import PeaksConfig
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 INVALID_PIXELS = "invalid_pixels"
 """Failure reason of a frame with no valid pixel or too many invalid ones."""
+
+BAD_PIXEL_MASK = "bad_pixel_mask"
+"""Failure reason of a frame that ``peaks.bad_pixel_mask`` does not fit."""
 
 ExtraBadPixels = np.ndarray | Callable[[tuple[int, ...]], np.ndarray]
 """Bad pixels given in code: a bool array shaped like the frames (True = bad), or a function of
@@ -169,6 +173,7 @@ class PixelScreen:
         self.config = config
         self.bad_pixels = BadPixels(config, extra=bad_pixels)
         self._good: dict[tuple[int, ...], np.ndarray | None] = {}
+        self._misfits: set[tuple[int, ...]] = set()
 
     def screen(self, images: np.ndarray) -> Screened:
         """Invalid pixels of each frame of ``images`` set to NaN, counted, and judged.
@@ -181,7 +186,8 @@ class PixelScreen:
             input itself; otherwise every frame is a float32 copy (what the CXI file stores).
 
         Raises:
-            ConfigError: the bad-pixel mask cannot be read or does not fit the frames.
+            ConfigError: the bad-pixel mask cannot be read or does not fit the frames (logged
+                once per frame shape; such frames fail as ``bad_pixel_mask``).
         """
         images = np.asarray(images)
         frame_shape = images.shape[1:]
@@ -209,7 +215,15 @@ class PixelScreen:
         if not self.bad_pixels.configured:
             return None
         if frame_shape not in self._good:
-            bad = self.bad_pixels.for_shape(frame_shape)
+            try:
+                bad = self.bad_pixels.for_shape(frame_shape)
+            except ConfigError as exc:
+                if frame_shape not in self._misfits:  # logged once per shape, raised every time
+                    self._misfits.add(frame_shape)
+                    logger.error(
+                        "frames of shape %s fail as %s: %s", frame_shape, BAD_PIXEL_MASK, exc
+                    )
+                raise
             self._good[frame_shape] = None if bad is None else ~bad
         return self._good[frame_shape]
 

@@ -4,21 +4,29 @@ Every decoded batch goes through ``peaks.PixelScreen`` (NaN/inf, ``flag_morethan
 ``flag_lessthan`` and the bad-pixel mask): invalid pixels become NaN in a float32 copy, which
 the model leaves out of its normalisation and the peak finder out of every peak. Frames with no
 valid pixel, or more invalid ones than ``peaks.max_invalid_fraction``, are taken out of the
-batch and failed as ``invalid_pixels`` (the ingress quarantines them); the rest go on. The
+batch and failed as ``invalid_pixels`` (the ingress quarantines them); the rest go on. A batch
+that ``peaks.bad_pixel_mask`` does not fit fails whole as ``bad_pixel_mask``. The
 number of masked pixels of every frame goes to ``/metrics``.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from peaknet_serve.peaks import INVALID_PIXELS, PixelScreen
+from peaknet_serve.peaks import BAD_PIXEL_MASK, INVALID_PIXELS, PixelScreen
 from peaknet_serve.wire import FrameBatch
 
-__all__ = ["INVALID_PIXELS", "MaskedPixelMetrics", "ScreenedBatch", "screen_batch"]
+__all__ = [
+    "BAD_PIXEL_MASK",
+    "INVALID_PIXELS",
+    "MaskedPixelMetrics",
+    "ScreenedBatch",
+    "screen_batch",
+]
 
 FRACTION_BUCKETS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
@@ -40,6 +48,11 @@ class ScreenedBatch:
     failures: list[str]
     masked_pixels: np.ndarray
     frame_pixels: int
+
+    def failure_summary(self) -> str:
+        """Each distinct failure message with the number of frames that failed with it."""
+        counts = collections.Counter(self.failures)
+        return "; ".join(f"{n} frame(s): {message}" for message, n in counts.items())
 
 
 def screen_batch(batch: FrameBatch, screen: PixelScreen) -> ScreenedBatch:
