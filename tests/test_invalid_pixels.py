@@ -15,7 +15,9 @@ from peaknet_serve.evaluate import match_frame
 from peaknet_serve.model import InputConfig, prepare_batch
 from peaknet_serve.peaks import PeakFinder, PeaksConfig, PixelScreen, find_peaks, invalid_values
 from peaknet_serve.pipeline import LocalPipeline
+from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.screen import screen_batch
+from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.synthetic import FrameTruth, SyntheticFrames
 from peaknet_serve.wire import FrameBatch
 
@@ -278,3 +280,24 @@ def test_a_batch_failure_message_gives_every_distinct_reason_with_its_count() ->
     summary = screened.failure_summary()
     assert summary.startswith("2 frame(s): no valid pixel")
     assert "; 1 frame(s): 75.0% of the pixels invalid" in summary
+
+
+def test_resolution_limits_on_panel_stacks_are_refused_or_reach_last_error(tmp_path) -> None:
+    stacks = {"warmup": {"frame_shapes": [[2, 16, 16]]}}
+    with pytest.raises(ConfigError, match="min_res/max_res need 2-D frames"):
+        load_service_config({**DEMO, "peaks": {"min_res": 5}, **stacks})
+    config = load_service_config(
+        {**DEMO, "peaks": {"min_res": 5}, "output": {"output_dir": str(tmp_path)}}
+    )
+    images = np.ones((2, 2, 16, 16), dtype=np.float32)
+    masks = np.zeros(images.shape, dtype=np.uint8)
+    masks[..., 6:9, 6:9] = 1
+    images[..., 6:9, 6:9] = 100.0
+    batch = FrameBatch(images=images, metadata={}, original_shape=None)
+    outcome = PeakStage(config, writer_id="w").process(masks, batch)
+    assert outcome.failed == {"peak_finding": 2}
+    assert "min_res/max_res need a 2-D frame" in outcome.error
+    ledger = FrameLedger()
+    ledger.frames_received(2)
+    ledger.settle(hits=0, non_hits=0, failed=outcome.failed, error=outcome.error)
+    assert "min_res/max_res need a 2-D frame" in ledger.snapshot()["last_error"]

@@ -269,6 +269,23 @@ def test_configs_reject_bad_values() -> None:
         PeaksConfig(min_pixel=3)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"min_snr": float("nan")},
+        {"min_snr": float("inf")},
+        {"min_snr": -1.0},
+        {"beam_center": (float("nan"), 10.0)},
+        {"beam_center": (10.0, float("inf"))},
+        {"min_res": float("nan")},
+        {"noise_floor": 0.0},
+    ],
+)
+def test_peak_filters_must_be_finite(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        PeaksConfig(**bad)
+
+
 def test_non_contiguous_inputs_give_the_same_peaks() -> None:
     rng = np.random.default_rng(5)
     big_image = rng.normal(20.0, 1.0, (2, 40, 80))

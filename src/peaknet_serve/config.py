@@ -176,8 +176,9 @@ class ServiceConfig(Section):
 
     @model_validator(mode="after")
     def _bad_pixel_mask_fits(self) -> ServiceConfig:
-        """A missing or unreadable ``peaks.bad_pixel_mask``, or one that does not fit
-        ``warmup.frame_shapes``, is refused here rather than failing every frame later."""
+        """A missing or unreadable ``peaks.bad_pixel_mask``, one that does not fit
+        ``warmup.frame_shapes``, or resolution limits with panel-stack warm-up shapes are
+        refused here rather than failing every frame later."""
         peaks = self.peaks
         if peaks.bad_pixel_mask is not None:
             try:
@@ -189,6 +190,12 @@ class ServiceConfig(Section):
                 )
             except ConfigError as exc:
                 raise ValueError(str(exc)) from exc
+        stacks = [shape for shape in self.warmup.frame_shapes if len(shape) == 3]
+        if (peaks.min_res is not None or peaks.max_res is not None) and stacks:
+            raise ValueError(
+                f"peaks.min_res/max_res need 2-D frames; warmup.frame_shapes has panel stacks "
+                f"{stacks}"
+            )
         return self
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, FiniteFloat, model_validator
 
 from peaknet_serve._section import Section
 
@@ -94,16 +94,20 @@ class PeaksConfig(Section):
     min_res: float | None = Field(
         default=None,
         ge=0,
+        allow_inf_nan=False,
         description="Drop peaks closer than this to the beam centre, in pixels (peakfinder8's "
-        "min_res). Needs 2-D frames. null: no limit.",
+        "min_res). Needs 2-D (H, W) frames: every (P, H, W) panel-stack frame fails as "
+        "peak_finding (a geometry is needed for a beam centre). null: no limit.",
     )
     max_res: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         description="Drop peaks farther than this from the beam centre, in pixels (peakfinder8's "
-        "max_res). Needs 2-D frames. null: no limit.",
+        "max_res). Needs 2-D (H, W) frames: every (P, H, W) panel-stack frame fails as "
+        "peak_finding. null: no limit.",
     )
-    beam_center: tuple[float, float] | None = Field(
+    beam_center: tuple[FiniteFloat, FiniteFloat] | None = Field(
         default=None,
         description="Beam centre (fs, ss) in pixels of the 2-D frame, for min_res/max_res; null: "
         "the frame's centre ((W - 1) / 2, (H - 1) / 2).",
