@@ -26,7 +26,10 @@ class PeaksConfig(Section):
         "(as peakfinder8); 'unweighted': mean pixel position of the mask component.",
     )
     min_pixels: int = Field(
-        default=2, ge=1, description="Drop components with fewer pixels (single hot pixels)."
+        default=2,
+        ge=1,
+        description="Drop components with fewer pixels. It does not drop hot pixels: the model "
+        "marks a hot pixel as a component of 10-13 pixels; list them in bad_pixel_mask.",
     )
     max_pixels: int | None = Field(
         default=500, ge=1, description="Drop components with more pixels; null for no limit."
@@ -58,8 +61,9 @@ class PeaksConfig(Section):
     flag_morethan: float | None = Field(
         default=None,
         description="Pixels whose raw value (ADU) is greater than this are invalid, as "
-        "CrystFEL's flag_morethan: a detector's sentinel (uint32 0xFFFFFFFF gaps: 4294967294) "
-        "or its saturation level. null: no upper limit.",
+        "CrystFEL's flag_morethan: for a detector's gap or dead-pixel sentinel (uint32 "
+        "0xFFFFFFFF gaps: 4294967294), not for saturation, which would drop the strongest "
+        "reflections (CrystFEL marks saturation with max_adu). null: no upper limit.",
     )
     flag_lessthan: float | None = Field(
         default=None,
