@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prometheus_client import CollectorRegistry
 
 from peaknet_serve.config import load_service_config
 from peaknet_serve.errors import ConfigError, InvalidFrameError
@@ -16,7 +17,7 @@ from peaknet_serve.model import InputConfig, prepare_batch
 from peaknet_serve.peaks import PeakFinder, PeaksConfig, PixelScreen, find_peaks, invalid_values
 from peaknet_serve.pipeline import LocalPipeline
 from peaknet_serve.service.accounting import FrameLedger
-from peaknet_serve.service.screen import screen_batch
+from peaknet_serve.service.screen import MaskedPixelMetrics, screen_batch
 from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.synthetic import FrameTruth, SyntheticFrames
 from peaknet_serve.wire import FrameBatch
@@ -301,3 +302,27 @@ def test_resolution_limits_on_panel_stacks_are_refused_or_reach_last_error(tmp_p
     ledger.frames_received(2)
     ledger.settle(hits=0, non_hits=0, failed=outcome.failed, error=outcome.error)
     assert "min_res/max_res need a 2-D frame" in ledger.snapshot()["last_error"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint16])
+def test_unflagged_sentinel_gaps_are_warned_once_and_counted(dtype, caplog) -> None:
+    top = np.iinfo(dtype).max
+    images = np.full((3, 64, 64), 5, dtype=dtype)
+    images[0, 30:32] = top  # gap rows: 3% of the pixels
+    images[1, :, 10] = top
+    images[2, 0, :4] = top  # 4 saturated pixels: 0.1%, no gap
+    screen = PixelScreen(PeaksConfig())
+    batch = FrameBatch(images=images, metadata={}, original_shape=None)
+    registry = CollectorRegistry()
+    metrics = MaskedPixelMetrics(registry)
+    for _ in range(2):
+        screened = screen_batch(batch, screen)
+        assert screened.kept is batch  # the default masking is unchanged
+        metrics.observe(screened)
+    assert screen.screen(images).sentinel_frames.tolist() == [True, True, False]
+    assert registry.get_sample_value("peaknet_sentinel_frames_total") == 4
+    warned = [r for r in caplog.records if "peaks.flag_morethan" in r.getMessage()]
+    assert len(warned) == 1
+    assert f"set peaks.flag_morethan to {top - 1}" in warned[0].getMessage()
+    flagged = PixelScreen(PeaksConfig(flag_morethan=top - 1)).screen(images)
+    assert not flagged.sentinel_frames.any()

@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 INVALID_PIXELS = "invalid_pixels"
 """Failure reason of a frame with no valid pixel or too many invalid ones."""
 
+SENTINEL_FRACTION = 0.001
+"""Above this fraction of pixels at its dtype's maximum, an unsigned integer frame probably holds
+a gap sentinel that ``peaks.flag_morethan`` should flag."""
+
 BAD_PIXEL_MASK = "bad_pixel_mask"
 """Failure reason of a frame that ``peaks.bad_pixel_mask`` does not fit."""
 
@@ -145,11 +149,15 @@ class Screened:
             holds one, else the input array itself.
         masked_pixels: (B,) int64, invalid pixels per frame.
         failures: per frame, None or why it failed (no valid pixel, too many invalid ones).
+        sentinel_frames: (B,) bool, frames of an unsigned integer dtype with more than
+            ``SENTINEL_FRACTION`` of their pixels at the dtype's maximum while
+            ``flag_morethan`` is unset (likely unflagged gap sentinels; they are not masked).
     """
 
     images: np.ndarray
     masked_pixels: np.ndarray
     failures: list[str | None]
+    sentinel_frames: np.ndarray
 
     @property
     def failed(self) -> np.ndarray:
@@ -174,6 +182,7 @@ class PixelScreen:
         self.bad_pixels = BadPixels(config, extra=bad_pixels)
         self._good: dict[tuple[int, ...], np.ndarray | None] = {}
         self._misfits: set[tuple[int, ...]] = set()
+        self._warned_sentinels = False
 
     def screen(self, images: np.ndarray) -> Screened:
         """Invalid pixels of each frame of ``images`` set to NaN, counted, and judged.
@@ -209,7 +218,30 @@ class PixelScreen:
             if out is None:
                 out = images.astype(np.float32)
             out[index][~valid] = np.nan
-        return Screened(images if out is None else out, counts, failures)
+        sentinels = self._unflagged_sentinels(images, size)
+        return Screened(images if out is None else out, counts, failures, sentinels)
+
+    def _unflagged_sentinels(self, images: np.ndarray, size: int) -> np.ndarray:
+        """(B,) bool ``Screened.sentinel_frames``; the first such frame is logged (once)."""
+        if self.config.flag_morethan is not None or images.dtype.kind != "u" or size == 0:
+            return np.zeros(len(images), dtype=bool)
+        top = np.iinfo(images.dtype).max
+        at_top = np.count_nonzero(images.reshape(len(images), -1) == top, axis=1)
+        found = at_top > SENTINEL_FRACTION * size
+        if found.any() and not self._warned_sentinels:
+            self._warned_sentinels = True
+            logger.warning(
+                "%d of %d pixels of a %s frame hold %d, the dtype's maximum, and "
+                "peaks.flag_morethan is unset: if that is the detector's gap sentinel, set "
+                "peaks.flag_morethan to %d, else these pixels spoil the model's normalisation "
+                "(logged once; counted in peaknet_sentinel_frames_total)",
+                int(at_top[found][0]),
+                size,
+                images.dtype,
+                top,
+                top - 1,
+            )
+        return found
 
     def _good_pixels(self, frame_shape: tuple[int, ...]) -> np.ndarray | None:
         if not self.bad_pixels.configured:

@@ -41,6 +41,8 @@ class ScreenedBatch:
         failures: one message per failed frame, in order.
         masked_pixels: (B,) invalid pixels of every frame of the batch, in its order.
         frame_pixels: pixels per frame.
+        sentinel_frames: frames that look like unflagged gap sentinels
+            (``peaks.Screened.sentinel_frames``).
     """
 
     kept: FrameBatch | None
@@ -48,6 +50,7 @@ class ScreenedBatch:
     failures: list[str]
     masked_pixels: np.ndarray
     frame_pixels: int
+    sentinel_frames: int = 0
 
     def failure_summary(self) -> str:
         """Each distinct failure message with the number of frames that failed with it."""
@@ -72,12 +75,13 @@ def screen_batch(batch: FrameBatch, screen: PixelScreen) -> ScreenedBatch:
         cleaned = FrameBatch(
             images=screened.images, metadata=batch.metadata, original_shape=batch.original_shape
         )
+    sentinels = int(screened.sentinel_frames.sum())
     if not failed.any():
-        return ScreenedBatch(cleaned, None, [], screened.masked_pixels, frame_pixels)
+        return ScreenedBatch(cleaned, None, [], screened.masked_pixels, frame_pixels, sentinels)
     failures = [f for f in screened.failures if f is not None]
     kept = None if failed.all() else _select(cleaned, ~failed)
     return ScreenedBatch(
-        kept, _select(batch, failed), failures, screened.masked_pixels, frame_pixels
+        kept, _select(batch, failed), failures, screened.masked_pixels, frame_pixels, sentinels
     )
 
 
@@ -109,6 +113,13 @@ class MaskedPixelMetrics:
             buckets=FRACTION_BUCKETS,
             registry=registry,
         )
+        self.sentinels = Counter(
+            "peaknet_sentinel_frames",
+            "Frames of an unsigned integer dtype with more than 0.1% of their pixels at the "
+            "dtype's maximum while peaks.flag_morethan is unset (likely unflagged gap "
+            "sentinels, not masked).",
+            registry=registry,
+        )
 
     def observe(self, screened: ScreenedBatch) -> None:
         """Count the masked pixels of every frame of a screened batch."""
@@ -117,3 +128,5 @@ class MaskedPixelMetrics:
             self.pixels.inc(total)
         for count in screened.masked_pixels:
             self.fraction.observe(int(count) / max(screened.frame_pixels, 1))
+        if screened.sentinel_frames:
+            self.sentinels.inc(screened.sentinel_frames)
