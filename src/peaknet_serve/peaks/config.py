@@ -17,7 +17,7 @@ class PeaksConfig(Section):
     the frame's mean, never part of a peak and never background samples. Components are
     8-connected per panel. The local background of each peak is the median of pixels sampled on
     rings around it (pixels of other peaks and invalid pixels excluded); its noise is 1.4826
-    times their median absolute deviation.
+    times their median absolute deviation, at least ``noise_floor``.
     """
 
     centroid: Literal["weighted", "unweighted"] = Field(
