@@ -35,7 +35,12 @@ from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
-from peaknet_serve.service.screen import INVALID_PIXELS, MaskedPixelMetrics, screen_batch
+from peaknet_serve.service.screen import (
+    BAD_PIXEL_MASK,
+    INVALID_PIXELS,
+    MaskedPixelMetrics,
+    screen_batch,
+)
 from peaknet_serve.service.totals import (
     OPEN_BATCHES,
     STOPPED,
@@ -196,15 +201,13 @@ class Ingress:
         goes straight to the writer: masks never come back here."""
         try:
             screened = await asyncio.to_thread(screen_batch, batch, self._screen)
-        except ConfigError as exc:  # a bad-pixel mask that does not fit these frames
-            return await self._give_up(batch, INVALID_PIXELS, str(exc))
+        except ConfigError as exc:  # a bad-pixel mask that does not fit: the screen logs it once
+            return await self._give_up(batch, BAD_PIXEL_MASK, str(exc), log=False)
         self._masked.observe(screened)
         outcome = BatchOutcome()
         if screened.failed is not None:
             outcome = await self._give_up(
-                screened.failed,
-                INVALID_PIXELS,
-                f"{len(screened.failed)} frame(s): {screened.failures[0]}",
+                screened.failed, INVALID_PIXELS, screened.failure_summary()
             )
         if screened.kept is None:
             return outcome
@@ -260,9 +263,13 @@ class Ingress:
             )
             await asyncio.sleep(settings.write_retry_interval_s)
 
-    async def _give_up(self, batch: FrameBatch, reason: str, message: str) -> BatchOutcome:
-        """Quarantine the frames raw with ``reason`` and count them failed."""
-        logger.error("%d frame(s) failed (%s): %s", len(batch), reason, message)
+    async def _give_up(
+        self, batch: FrameBatch, reason: str, message: str, *, log: bool = True
+    ) -> BatchOutcome:
+        """Quarantine the frames raw with ``reason`` and count them failed (logged unless
+        ``log`` is False: the caller logs it once)."""
+        if log:
+            logger.error("%d frame(s) failed (%s): %s", len(batch), reason, message)
         self.ledger.last_error = f"{reason}: {message}"
         if self._quarantine is not None:
             await asyncio.to_thread(self._quarantine.save, batch, reason=reason, message=message)

@@ -104,7 +104,9 @@ def main() -> None:
         "find_peaks[scipy]": PeakFinder(config, labeller=label_scipy),
         "find_peaks[opencv+stats]": PeakFinder(config, labeller=label_opencv_stats),
         "find_peaks[opencv] unweighted, no background": PeakFinder(
-            config.model_copy(update={"centroid": "unweighted", "background": "none"})
+            config.model_copy(
+                update={"centroid": "unweighted", "background": "none", "min_snr": None}
+            )
         ),
     }
     cases = [

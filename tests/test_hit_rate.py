@@ -1,6 +1,7 @@
 """Hits that mean something, with the default configuration and the shipped demo model: blank
 frames (Poisson background at 1, 10 and 50 photons/px, with and without a water ring, with and
-without NaN module gaps) are no hits, and frames with a crystal's spots are."""
+without NaN module gaps; dark frames of 0.001-0.1 photons/px) are no hits, and frames with a
+crystal's spots are."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def test_blank_frames_are_at_most_one_percent_hits(pipeline: LocalPipeline) -> N
     assert not any(r.failure for r in results)
     hits = sum(r.hit for r in results)
     assert hits <= 0.01 * len(results), [r.peaks.n_found for r in results]
+
+
+@pytest.mark.parametrize("photons", [0.001, 0.03, 0.05, 0.1])
+def test_dark_frames_are_no_hits(pipeline: LocalPipeline, photons: float) -> None:
+    # the background ring's noise is 0 here: without a noise floor every SNR was NaN and passed
+    rng = np.random.default_rng(int(photons * 1000))
+    (result,) = pipeline.judge(rng.poisson(photons, (1, 1024, 1024)).astype(np.float32))
+    assert result.failure is None
+    assert not result.hit, result.peaks.n_found
+    assert result.peaks.n_found <= 2
+    assert (result.peaks.total_intensity > 0).all()
 
 
 def test_frames_with_spots_are_hits(pipeline: LocalPipeline) -> None:

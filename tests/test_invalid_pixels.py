@@ -8,13 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prometheus_client import CollectorRegistry
 
-from peaknet_serve.errors import InvalidFrameError
+from peaknet_serve.config import load_service_config
+from peaknet_serve.errors import ConfigError, InvalidFrameError
 from peaknet_serve.evaluate import match_frame
 from peaknet_serve.model import InputConfig, prepare_batch
 from peaknet_serve.peaks import PeakFinder, PeaksConfig, PixelScreen, find_peaks, invalid_values
 from peaknet_serve.pipeline import LocalPipeline
+from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.screen import MaskedPixelMetrics, screen_batch
+from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.synthetic import FrameTruth, SyntheticFrames
+from peaknet_serve.wire import FrameBatch
 
 SHAPE = (256, 256)
 SENTINEL = 0xFFFFFFFF
@@ -234,3 +240,89 @@ def test_hot_pixels_in_the_geometry_files_bad_regions_leave_the_other_spots_foun
     for result in results:  # no peak sits on a bad region
         y, x = np.rint(result.peaks.y).astype(int), np.rint(result.peaks.x).astype(int)
         assert not gap_mask()[y, x].any()
+
+
+DEMO = {"model": {"preset": "peaknet-demo", "weights": "builtin:peaknet-demo"}}
+
+
+def test_a_missing_or_misfit_bad_pixel_mask_is_refused_at_config_load(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="no file"):
+        load_service_config({**DEMO, "peaks": {"bad_pixel_mask": str(tmp_path / "nope.npy")}})
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_service_config({**DEMO, "peaks": {"bad_pixel_mask": str(tmp_path / "junk.h5")}})
+    np.save(tmp_path / "mask.npy", np.ones((16, 16), dtype=np.uint8))
+    peaks = {"bad_pixel_mask": str(tmp_path / "mask.npy")}
+    with pytest.raises(ConfigError, match=r"shape \(16, 16\) but the frames are \(32, 32\)"):
+        load_service_config({**DEMO, "peaks": peaks, "warmup": {"frame_shapes": [[32, 32]]}})
+    fitting = load_service_config({**DEMO, "peaks": peaks, "warmup": {"frame_shapes": [[16, 16]]}})
+    assert fitting.peaks.bad_pixel_mask == str(tmp_path / "mask.npy")
+
+
+def test_frames_the_bad_pixel_mask_does_not_fit_are_logged_once(tmp_path, caplog) -> None:
+    np.save(tmp_path / "mask.npy", np.ones((16, 16), dtype=np.uint8))
+    screen = PixelScreen(PeaksConfig(bad_pixel_mask=str(tmp_path / "mask.npy")))
+    frames = np.zeros((2, 32, 32), dtype=np.float32)
+    for _ in range(3):
+        with pytest.raises(ConfigError, match="shape"):
+            screen.screen(frames)
+    logged = [r for r in caplog.records if "bad_pixel_mask" in r.getMessage()]
+    assert len(logged) == 1
+    assert screen.screen(np.zeros((1, 16, 16), dtype=np.float32)).failures == [None]
+
+
+def test_a_batch_failure_message_gives_every_distinct_reason_with_its_count() -> None:
+    images = np.zeros((4, 8, 8), dtype=np.float32)
+    images[0] = np.nan  # no valid pixel
+    images[1] = np.nan
+    images[2, :6] = np.nan  # 75% invalid
+    batch = FrameBatch(images=images, metadata={}, original_shape=None)
+    screened = screen_batch(batch, PixelScreen(PeaksConfig()))
+    summary = screened.failure_summary()
+    assert summary.startswith("2 frame(s): no valid pixel")
+    assert "; 1 frame(s): 75.0% of the pixels invalid" in summary
+
+
+def test_resolution_limits_on_panel_stacks_are_refused_or_reach_last_error(tmp_path) -> None:
+    stacks = {"warmup": {"frame_shapes": [[2, 16, 16]]}}
+    with pytest.raises(ConfigError, match="min_res/max_res need 2-D frames"):
+        load_service_config({**DEMO, "peaks": {"min_res": 5}, **stacks})
+    config = load_service_config(
+        {**DEMO, "peaks": {"min_res": 5}, "output": {"output_dir": str(tmp_path)}}
+    )
+    images = np.ones((2, 2, 16, 16), dtype=np.float32)
+    masks = np.zeros(images.shape, dtype=np.uint8)
+    masks[..., 6:9, 6:9] = 1
+    images[..., 6:9, 6:9] = 100.0
+    batch = FrameBatch(images=images, metadata={}, original_shape=None)
+    outcome = PeakStage(config, writer_id="w").process(masks, batch)
+    assert outcome.failed == {"peak_finding": 2}
+    assert "min_res/max_res need a 2-D frame" in outcome.error
+    ledger = FrameLedger()
+    ledger.frames_received(2)
+    ledger.settle(hits=0, non_hits=0, failed=outcome.failed, error=outcome.error)
+    assert "min_res/max_res need a 2-D frame" in ledger.snapshot()["last_error"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint16])
+def test_unflagged_sentinel_gaps_are_warned_once_and_counted(dtype, caplog) -> None:
+    top = np.iinfo(dtype).max
+    images = np.full((3, 64, 64), 5, dtype=dtype)
+    images[0, 30:32] = top  # gap rows: 3% of the pixels
+    images[1, :, 10] = top
+    images[2, 0, :4] = top  # 4 saturated pixels: 0.1%, no gap
+    screen = PixelScreen(PeaksConfig())
+    batch = FrameBatch(images=images, metadata={}, original_shape=None)
+    registry = CollectorRegistry()
+    metrics = MaskedPixelMetrics(registry)
+    for _ in range(2):
+        screened = screen_batch(batch, screen)
+        assert screened.kept is batch  # the default masking is unchanged
+        metrics.observe(screened)
+    assert screen.screen(images).sentinel_frames.tolist() == [True, True, False]
+    assert registry.get_sample_value("peaknet_sentinel_frames_total") == 4
+    warned = [r for r in caplog.records if "peaks.flag_morethan" in r.getMessage()]
+    assert len(warned) == 1
+    assert f"set peaks.flag_morethan to {top - 1}" in warned[0].getMessage()
+    flagged = PixelScreen(PeaksConfig(flag_morethan=top - 1)).screen(images)
+    assert not flagged.sentinel_frames.any()

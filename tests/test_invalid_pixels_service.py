@@ -106,3 +106,29 @@ def test_service_masks_invalid_pixels_and_finds_the_other_spots(
     assert matched["clean"] >= 0.9 * sum(t.n_peaks for t in rest)
     for kind in ("sentinel", "nan", "hot"):
         assert matched[kind] >= 0.9 * matched["clean"], matched
+
+
+@pytest.mark.slow
+def test_service_fails_frames_a_bad_pixel_mask_does_not_fit_with_their_reason(
+    ray_cluster: dict[str, str], tmp_path: Path
+) -> None:
+    images, _ = frames()
+    mask_file = tmp_path / "small.npy"
+    np.save(mask_file, np.ones((16, 16), dtype=np.uint8))  # readable, fits no frame sent
+    port = free_port()
+    app = app_config(tmp_path, port)
+    app["args"]["peaks"] = {"bad_pixel_mask": str(mask_file)}
+    deploy(ray_cluster, app)
+    try:
+        wait_ready(ray_cluster)
+        with pynng.Push0(dial=f"tcp://127.0.0.1:{port}", send_timeout=60_000) as pusher:
+            pusher.send(message(images.astype(np.float32), 100))
+            pusher.send(message(images.astype(np.float32), 200))
+            wait_for(
+                lambda: settled(ray_cluster, 2 * len(images)), timeout=240, what="every frame"
+            )
+        s = status(ray_cluster)
+    finally:
+        undeploy(ray_cluster)
+    assert s["failed_by_reason"] == {"bad_pixel_mask": 2 * len(images)}
+    assert s["last_error"].startswith("bad_pixel_mask: peaks.bad_pixel_mask has shape (16, 16)")

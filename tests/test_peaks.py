@@ -19,6 +19,13 @@ def _frame(shape: tuple[int, ...], level: float = 10.0) -> np.ndarray:
     return np.full(shape, level, dtype=np.float64)
 
 
+def _lit(mask: np.ndarray, level: float = 10.0, signal: float = 50.0) -> np.ndarray:
+    """A flat frame with ``signal`` added under ``mask``: every component has a positive total."""
+    image = _frame(mask.shape, level)
+    image[mask] += signal
+    return image
+
+
 def test_public_names_are_exported() -> None:
     for name in peaks_pkg.__all__:
         assert hasattr(peaks_pkg, name), name
@@ -28,7 +35,7 @@ def test_unweighted_centroid_is_the_mean_pixel_position() -> None:
     mask = np.zeros((20, 30), dtype=bool)
     mask[5:8, 10:13] = True
     mask[6, 13] = True  # 10 pixels, mean x = (3 * (10 + 11 + 12) + 13) / 10
-    image = _frame(mask.shape)
+    image = _lit(mask)
     peaks = find_peaks(mask, image, UNWEIGHTED)
     assert len(peaks) == 1
     assert peaks.x[0] == pytest.approx((3 * 33 + 13) / 10)
@@ -71,7 +78,7 @@ def test_background_none_gives_raw_sums_and_no_snr() -> None:
     mask = np.zeros((10, 10), dtype=bool)
     mask[2:4, 2:4] = True
     image = _frame(mask.shape, 5.0)
-    peaks = find_peaks(mask, image, PeaksConfig(background="none"))
+    peaks = find_peaks(mask, image, PeaksConfig(background="none", min_snr=None))
     assert peaks.total_intensity[0] == pytest.approx(20.0)
     assert np.isnan(peaks.snr[0])
 
@@ -81,7 +88,9 @@ def test_matches_scipy_center_of_mass_on_a_random_mask() -> None:
     mask = rng.random((200, 300)) < 0.08
     image = rng.random(mask.shape) + 0.5
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    config = PeaksConfig(min_pixels=1, max_pixels=None, background="none", max_peaks=10**6)
+    config = PeaksConfig(
+        min_pixels=1, max_pixels=None, background="none", min_snr=None, max_peaks=10**6
+    )
     weighted = find_peaks(mask, image, config)
     unweighted = find_peaks(mask, image, config.model_copy(update={"centroid": "unweighted"}))
     assert len(weighted) == n
@@ -101,7 +110,7 @@ def test_matches_scipy_center_of_mass_on_a_random_mask() -> None:
 def test_diagonal_pixels_form_one_component() -> None:
     mask = np.zeros((10, 10), dtype=bool)
     mask[[2, 3, 4], [2, 3, 4]] = True
-    peaks = find_peaks(mask, _frame(mask.shape), UNWEIGHTED)
+    peaks = find_peaks(mask, _lit(mask), UNWEIGHTED)
     assert len(peaks) == 1
     assert peaks.n_pixels[0] == 3
 
@@ -124,7 +133,7 @@ def test_pixel_count_filters() -> None:
     mask[1, 1] = True  # 1 pixel
     mask[5:7, 5:7] = True  # 4 pixels
     mask[10:20, 10:20] = True  # 100 pixels
-    image = _frame(mask.shape)
+    image = _lit(mask)
     assert len(find_peaks(mask, image)) == 2  # default min_pixels=2
     only_mid = find_peaks(mask, image, PeaksConfig(min_pixels=2, max_pixels=50))
     assert only_mid.n_pixels.tolist() == [4]
@@ -142,7 +151,7 @@ def test_all_ones_mask_is_one_component_and_too_big_by_default() -> None:
     mask = np.ones((40, 50), dtype=np.uint8)
     image = _frame(mask.shape)
     assert len(find_peaks(mask, image)) == 0
-    peaks = find_peaks(mask, image, PeaksConfig(max_pixels=None, background="none"))
+    peaks = find_peaks(mask, image, PeaksConfig(max_pixels=None, background="none", min_snr=None))
     assert len(peaks) == 1
     assert peaks.n_pixels[0] == 2000
     assert (peaks.x[0], peaks.y[0]) == pytest.approx((24.5, 19.5))
@@ -152,12 +161,12 @@ def test_many_peaks_are_capped_keeping_the_strongest() -> None:
     mask = np.zeros((64, 64), dtype=bool)
     mask[::2, ::2] = True  # 1024 isolated pixels
     image = np.zeros(mask.shape)
-    image[::2, ::2] = np.arange(1024).reshape(32, 32)
-    config = PeaksConfig(min_pixels=1, max_peaks=10, background="none")
+    image[::2, ::2] = np.arange(1, 1025).reshape(32, 32)
+    config = PeaksConfig(min_pixels=1, max_peaks=10, background="none", min_snr=None)
     peaks = find_peaks(mask, image, config)
     assert len(peaks) == 10
     assert peaks.n_found == 1024
-    assert sorted(peaks.total_intensity.tolist()) == list(range(1014, 1024))
+    assert sorted(peaks.total_intensity.tolist()) == list(range(1015, 1025))
     assert np.all(np.diff(peaks.y * 64 + peaks.x) > 0)  # raster order kept
 
 
@@ -170,7 +179,7 @@ def test_bad_pixels_drop_peaks_that_touch_them(tmp_path) -> None:
     good[3, 3] = 0
     good[12, 12] = 0
     np.save(tmp_path / "mask.npy", good)
-    image = _frame(mask.shape)
+    image = _lit(mask)
     touching = find_peaks(mask, image, PeaksConfig(bad_pixel_mask=str(tmp_path / "mask.npy")))
     assert touching.y.tolist() == [15.5]
     containing = find_peaks(
@@ -188,7 +197,7 @@ def test_bad_pixel_mask_from_hdf5_and_npz(tmp_path) -> None:
     with h5py.File(tmp_path / "bad.h5", "w") as handle:
         handle["/entry/bad"] = bad
     np.savez(tmp_path / "bad.npz", first=bad, second=bad)
-    image = _frame(mask.shape)
+    image = _lit(mask)
     for path, key in (("bad.h5", "/entry/bad"), ("bad.npz", "second")):
         config = PeaksConfig(
             bad_pixel_mask=str(tmp_path / path),
@@ -213,7 +222,7 @@ def test_panel_stack_is_labelled_per_panel_and_takes_a_slab_mask(tmp_path) -> No
     mask[0, 6:8, 4:6] = True  # bottom edge of panel 0 ...
     mask[1, 0:2, 4:6] = True  # ... touches the top of panel 1 in the slab, yet apart
     mask[2, 3:5, 1:3] = True
-    image = _frame(mask.shape)
+    image = _lit(mask)
     peaks = find_peaks(mask, image, UNWEIGHTED)
     assert peaks.panel.tolist() == [0, 1, 2]
     assert peaks.y.tolist() == [6.5, 0.5, 3.5]
@@ -260,6 +269,23 @@ def test_configs_reject_bad_values() -> None:
         PeaksConfig(min_pixel=3)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"min_snr": float("nan")},
+        {"min_snr": float("inf")},
+        {"min_snr": -1.0},
+        {"beam_center": (float("nan"), 10.0)},
+        {"beam_center": (10.0, float("inf"))},
+        {"min_res": float("nan")},
+        {"noise_floor": 0.0},
+    ],
+)
+def test_peak_filters_must_be_finite(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        PeaksConfig(**bad)
+
+
 def test_non_contiguous_inputs_give_the_same_peaks() -> None:
     rng = np.random.default_rng(5)
     big_image = rng.normal(20.0, 1.0, (2, 40, 80))
@@ -296,12 +322,37 @@ def _spots_and_noise_components(seed: int) -> tuple[np.ndarray, np.ndarray, np.n
 def test_snr_cut_drops_noise_components_and_keeps_the_spots() -> None:
     image, mask, spots = _spots_and_noise_components(seed=4)
     everything = find_peaks(mask, image, PeaksConfig(min_snr=None))
-    assert len(everything) == 24
+    assert len(everything) > 12  # the spots and the noise components with a positive total
     kept = find_peaks(mask, image, PeaksConfig(min_snr=3.0))
     assert kept.n_found == len(kept) == 12
     found = np.stack([kept.y, kept.x], axis=1)
     assert np.abs(np.sort(found, axis=0) - np.sort(spots, axis=0)).max() < 0.5
     assert np.all(kept.snr >= 3.0)
+
+
+def test_dark_frame_single_photon_components_fail_the_snr_cut() -> None:
+    # MAD of the ring is 0 on a dark frame: the noise floor keeps the SNR finite and small
+    image = np.zeros((64, 64), dtype=np.float32)
+    mask = np.zeros((64, 64), dtype=bool)
+    for cy, cx in ((10, 10), (30, 40), (50, 20)):
+        mask[cy - 1 : cy + 2, cx - 1 : cx + 2] = True
+        image[cy, cx] = 1.0
+    mask[40:43, 50:53] = True  # nothing under this one: total 0
+    peaks = find_peaks(mask, image, PeaksConfig())
+    assert len(peaks) == 0
+    kept = find_peaks(mask, image, PeaksConfig(min_snr=None))
+    assert len(kept) == 3  # the empty component has total 0 and is dropped even without a cut
+    assert np.allclose(kept.snr, 1.0 / 3.0)  # 1 photon / (noise_floor 1 x sqrt(9))
+
+
+def test_background_none_needs_min_snr_null() -> None:
+    image = _frame((32, 32))
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[10:13, 10:13] = True
+    image[10:13, 10:13] += 100
+    with pytest.raises(ValueError, match="min_snr needs background 'ring'"):
+        PeaksConfig(background="none")
+    assert len(find_peaks(mask, image, PeaksConfig(background="none", min_snr=None))) == 1
 
 
 def test_resolution_limits_keep_peaks_within_the_ring_around_the_beam_centre() -> None:

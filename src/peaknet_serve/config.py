@@ -20,6 +20,7 @@ from peaknet_serve.engine.config import EngineConfig, WarmupConfig
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.model.config import InputConfig, PeakNetConfig
 from peaknet_serve.model.presets import load_preset, preset_names
+from peaknet_serve.peaks.badpixels import check_bad_pixel_mask
 from peaknet_serve.peaks.config import HitConfig, PeaksConfig
 from peaknet_serve.profiling import ProfilingConfig
 from peaknet_serve.wire.config import DecodeConfig, SourceConfig
@@ -172,6 +173,30 @@ class ServiceConfig(Section):
     profiling: ProfilingConfig = Field(
         default_factory=ProfilingConfig, description="torch.profiler traces of a few batches."
     )
+
+    @model_validator(mode="after")
+    def _bad_pixel_mask_fits(self) -> ServiceConfig:
+        """A missing or unreadable ``peaks.bad_pixel_mask``, one that does not fit
+        ``warmup.frame_shapes``, or resolution limits with panel-stack warm-up shapes are
+        refused here rather than failing every frame later."""
+        peaks = self.peaks
+        if peaks.bad_pixel_mask is not None:
+            try:
+                check_bad_pixel_mask(
+                    peaks.bad_pixel_mask,
+                    self.warmup.frame_shapes,
+                    key=peaks.bad_pixel_mask_key,
+                    convention=peaks.bad_pixel_mask_convention,
+                )
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        stacks = [shape for shape in self.warmup.frame_shapes if len(shape) == 3]
+        if (peaks.min_res is not None or peaks.max_res is not None) and stacks:
+            raise ValueError(
+                f"peaks.min_res/max_res need 2-D frames; warmup.frame_shapes has panel stacks "
+                f"{stacks}"
+            )
+        return self
 
 
 def format_validation_error(error: ValidationError, *, prefix: str = "") -> str:

@@ -7,6 +7,7 @@ from peaknet_serve.peaks.config import HitConfig, PeaksConfig
 from peaknet_serve.peaks.find import PeakFinder, Peaks, find_peaks
 from peaknet_serve.peaks.hits import is_hit
 from peaknet_serve.peaks.invalid import (
+    BAD_PIXEL_MASK,
     INVALID_PIXELS,
     BadPixels,
     ExtraBadPixels,
@@ -16,6 +17,7 @@ from peaknet_serve.peaks.invalid import (
 )
 
 __all__ = [
+    "BAD_PIXEL_MASK",
     "INVALID_PIXELS",
     "BadPixels",
     "ExtraBadPixels",

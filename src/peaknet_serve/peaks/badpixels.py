@@ -60,6 +60,23 @@ def load_bad_pixel_mask(
     return bad
 
 
+def check_bad_pixel_mask(
+    path: str | Path,
+    frame_shapes: list[tuple[int, ...]],
+    *,
+    key: str | None = None,
+    convention: Literal["nonzero_good", "nonzero_bad"] = "nonzero_good",
+) -> None:
+    """Read the mask file and fit it to each of ``frame_shapes``, at config load.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or the mask fits one of the shapes not.
+    """
+    bad = load_bad_pixel_mask(path, key=key, convention=convention)
+    for shape in frame_shapes:
+        fit_bad_pixels(bad, tuple(shape), margin=0)
+
+
 def fit_bad_pixels(bad: np.ndarray, frame_shape: tuple[int, ...], *, margin: int) -> np.ndarray:
     """The bad-pixel mask in the frames' shape, grown by ``margin`` pixels within each panel.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, FiniteFloat, model_validator
 
 from peaknet_serve._section import Section
 
@@ -17,7 +17,7 @@ class PeaksConfig(Section):
     the frame's mean, never part of a peak and never background samples. Components are
     8-connected per panel. The local background of each peak is the median of pixels sampled on
     rings around it (pixels of other peaks and invalid pixels excluded); its noise is 1.4826
-    times their median absolute deviation.
+    times their median absolute deviation, at least ``noise_floor``.
     """
 
     centroid: Literal["weighted", "unweighted"] = Field(
@@ -26,7 +26,10 @@ class PeaksConfig(Section):
         "(as peakfinder8); 'unweighted': mean pixel position of the mask component.",
     )
     min_pixels: int = Field(
-        default=2, ge=1, description="Drop components with fewer pixels (single hot pixels)."
+        default=2,
+        ge=1,
+        description="Drop components with fewer pixels. It does not drop hot pixels: the model "
+        "marks a hot pixel as a component of 10-13 pixels; list them in bad_pixel_mask.",
     )
     max_pixels: int | None = Field(
         default=500, ge=1, description="Drop components with more pixels; null for no limit."
@@ -58,8 +61,9 @@ class PeaksConfig(Section):
     flag_morethan: float | None = Field(
         default=None,
         description="Pixels whose raw value (ADU) is greater than this are invalid, as "
-        "CrystFEL's flag_morethan: a detector's sentinel (uint32 0xFFFFFFFF gaps: 4294967294) "
-        "or its saturation level. null: no upper limit.",
+        "CrystFEL's flag_morethan: for a detector's gap or dead-pixel sentinel (uint32 "
+        "0xFFFFFFFF gaps: 4294967294), not for saturation, which would drop the strongest "
+        "reflections (CrystFEL marks saturation with max_adu). null: no upper limit.",
     )
     flag_lessthan: float | None = Field(
         default=None,
@@ -75,24 +79,39 @@ class PeaksConfig(Section):
     )
     min_snr: float | None = Field(
         default=3.0,
+        ge=0,
+        allow_inf_nan=False,
         description="Drop peaks whose SNR, total_intensity / (noise x sqrt(n_pixels)) against "
-        "the background ring, is below this; null: no cut. On pattern_sim lysozyme frames the "
+        "the background ring, is below this; a NaN SNR never passes; null: no cut (needed with "
+        "background 'none', which has no SNR). On pattern_sim lysozyme frames the "
         "peaks below 3 are noise and those above are reflections (docs/accuracy.md). "
         "peakfinder8's SNR is total / noise, sqrt(n_pixels) times larger.",
+    )
+    noise_floor: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Least noise (ADU) of a peak's SNR: the ring's noise estimate is raised to "
+        "this. Set it to one photon in ADU (the geometry's adu_per_photon): on dark frames the "
+        "ring's noise is 0 and a peak of single-photon pixels would otherwise pass any min_snr.",
     )
     min_res: float | None = Field(
         default=None,
         ge=0,
+        allow_inf_nan=False,
         description="Drop peaks closer than this to the beam centre, in pixels (peakfinder8's "
-        "min_res). Needs 2-D frames. null: no limit.",
+        "min_res). Needs 2-D (H, W) frames: every (P, H, W) panel-stack frame fails as "
+        "peak_finding (a geometry is needed for a beam centre). null: no limit.",
     )
     max_res: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         description="Drop peaks farther than this from the beam centre, in pixels (peakfinder8's "
-        "max_res). Needs 2-D frames. null: no limit.",
+        "max_res). Needs 2-D (H, W) frames: every (P, H, W) panel-stack frame fails as "
+        "peak_finding. null: no limit.",
     )
-    beam_center: tuple[float, float] | None = Field(
+    beam_center: tuple[FiniteFloat, FiniteFloat] | None = Field(
         default=None,
         description="Beam centre (fs, ss) in pixels of the 2-D frame, for min_res/max_res; null: "
         "the frame's centre ((W - 1) / 2, (H - 1) / 2).",
@@ -119,6 +138,9 @@ class PeaksConfig(Section):
     def _pixel_range(self) -> PeaksConfig:
         if self.max_pixels is not None and self.max_pixels < self.min_pixels:
             raise ValueError("max_pixels must be >= min_pixels (or null)")
+        if self.background == "none" and self.min_snr is not None:
+            raise ValueError("min_snr needs background 'ring' (without it there is no SNR); "
+                             "set min_snr: null")
         if self.min_res is not None and self.max_res is not None and self.max_res <= self.min_res:
             raise ValueError("max_res must be > min_res (or null)")
         if (

@@ -39,8 +39,9 @@ class Peaks:
             ``background`` is ``none``.
         n_pixels: number of mask pixels.
         max_value: the largest raw pixel value.
-        snr: ``total_intensity / (noise * sqrt(n_pixels))``, NaN without a noise estimate
-            (peakfinder8's SNR is ``total_intensity / noise``).
+        snr: ``total_intensity / (noise * sqrt(n_pixels))``, the noise raised to
+            ``noise_floor``; NaN with ``background`` ``none`` (peakfinder8's SNR is
+            ``total_intensity / noise``).
         panel: panel index (zeros for a 2-D frame).
         n_found: peaks that passed the pixel, invalid-pixel, SNR and resolution filters, before
             the ``max_peaks`` cap: the number the hit rule should see.
@@ -88,11 +89,11 @@ class PeakFinder:
 
     A peak holding an invalid pixel (``peaks.invalid``: NaN/inf, outside flag_lessthan ..
     flag_morethan) or a bad pixel grown by ``bad_pixel_margin`` is dropped; background rings
-    skip such pixels. Then peaks below ``min_snr`` or outside ``min_res`` .. ``max_res`` pixels
-    from the beam centre are dropped.
+    skip such pixels. Then peaks whose total above background is <= 0, below ``min_snr``, or
+    outside ``min_res`` .. ``max_res`` pixels from the beam centre are dropped.
 
     Config keys (``PeaksConfig``): centroid, min_pixels, max_pixels, max_peaks, min_snr,
-    min_res, max_res, beam_center, flag_morethan, flag_lessthan, bad_pixel_mask,
+    noise_floor, min_res, max_res, beam_center, flag_morethan, flag_lessthan, bad_pixel_mask,
     bad_pixel_mask_key, bad_pixel_mask_convention, bad_pixel_margin, background,
     background_offset, background_rings, background_samples.
 
@@ -253,6 +254,8 @@ def _measure(
         safe_sum = np.where(usable, weight_sum, 1.0)
         cx = np.where(usable, np.bincount(lab, weights=weight * x, minlength=n) / safe_sum, cx)
         cy = np.where(usable, np.bincount(lab, weights=weight * y, minlength=n) / safe_sum, cy)
+    if config.background == "ring":
+        noise = np.fmax(noise, config.noise_floor)
     snr = total / (noise * np.sqrt(n_pixels))
     peaks = Peaks(cx, cy, total, n_pixels.astype(np.int32), max_value, snr, panel, n)
     keep = _passes(peaks, config, (height, width), panels=mask3.shape[0])
@@ -270,10 +273,11 @@ def _measure(
 def _passes(
     peaks: Peaks, config: PeaksConfig, shape: tuple[int, int], *, panels: int
 ) -> np.ndarray:
-    """(n,) bool: the peaks that pass ``min_snr`` (NaN SNR passes) and ``min_res``/``max_res``."""
-    keep = np.ones(len(peaks), dtype=bool)
+    """(n,) bool: the peaks with a positive total that pass ``min_snr`` (a NaN SNR fails) and
+    ``min_res``/``max_res``."""
+    keep = peaks.total_intensity > 0
     if config.min_snr is not None:
-        keep &= ~(peaks.snr < config.min_snr)
+        keep &= peaks.snr >= config.min_snr
     if config.min_res is None and config.max_res is None:
         return keep
     if panels > 1:

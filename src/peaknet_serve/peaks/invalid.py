@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from peaknet_serve.errors import ConfigError
 from peaknet_serve.peaks.badpixels import fit_bad_pixels, load_bad_pixel_mask
 from peaknet_serve.peaks.config import PeaksConfig
 
@@ -30,6 +31,13 @@ logger = logging.getLogger(__name__)
 
 INVALID_PIXELS = "invalid_pixels"
 """Failure reason of a frame with no valid pixel or too many invalid ones."""
+
+SENTINEL_FRACTION = 0.001
+"""Above this fraction of pixels at its dtype's maximum, an unsigned integer frame probably holds
+a gap sentinel that ``peaks.flag_morethan`` should flag."""
+
+BAD_PIXEL_MASK = "bad_pixel_mask"
+"""Failure reason of a frame that ``peaks.bad_pixel_mask`` does not fit."""
 
 ExtraBadPixels = np.ndarray | Callable[[tuple[int, ...]], np.ndarray]
 """Bad pixels given in code: a bool array shaped like the frames (True = bad), or a function of
@@ -141,11 +149,15 @@ class Screened:
             holds one, else the input array itself.
         masked_pixels: (B,) int64, invalid pixels per frame.
         failures: per frame, None or why it failed (no valid pixel, too many invalid ones).
+        sentinel_frames: (B,) bool, frames of an unsigned integer dtype with more than
+            ``SENTINEL_FRACTION`` of their pixels at the dtype's maximum while
+            ``flag_morethan`` is unset (likely unflagged gap sentinels; they are not masked).
     """
 
     images: np.ndarray
     masked_pixels: np.ndarray
     failures: list[str | None]
+    sentinel_frames: np.ndarray
 
     @property
     def failed(self) -> np.ndarray:
@@ -169,6 +181,8 @@ class PixelScreen:
         self.config = config
         self.bad_pixels = BadPixels(config, extra=bad_pixels)
         self._good: dict[tuple[int, ...], np.ndarray | None] = {}
+        self._misfits: set[tuple[int, ...]] = set()
+        self._warned_sentinels = False
 
     def screen(self, images: np.ndarray) -> Screened:
         """Invalid pixels of each frame of ``images`` set to NaN, counted, and judged.
@@ -181,7 +195,8 @@ class PixelScreen:
             input itself; otherwise every frame is a float32 copy (what the CXI file stores).
 
         Raises:
-            ConfigError: the bad-pixel mask cannot be read or does not fit the frames.
+            ConfigError: the bad-pixel mask cannot be read or does not fit the frames (logged
+                once per frame shape; such frames fail as ``bad_pixel_mask``).
         """
         images = np.asarray(images)
         frame_shape = images.shape[1:]
@@ -203,13 +218,44 @@ class PixelScreen:
             if out is None:
                 out = images.astype(np.float32)
             out[index][~valid] = np.nan
-        return Screened(images if out is None else out, counts, failures)
+        sentinels = self._unflagged_sentinels(images, size)
+        return Screened(images if out is None else out, counts, failures, sentinels)
+
+    def _unflagged_sentinels(self, images: np.ndarray, size: int) -> np.ndarray:
+        """(B,) bool ``Screened.sentinel_frames``; the first such frame is logged (once)."""
+        if self.config.flag_morethan is not None or images.dtype.kind != "u" or size == 0:
+            return np.zeros(len(images), dtype=bool)
+        top = np.iinfo(images.dtype).max
+        at_top = np.count_nonzero(images.reshape(len(images), -1) == top, axis=1)
+        found = at_top > SENTINEL_FRACTION * size
+        if found.any() and not self._warned_sentinels:
+            self._warned_sentinels = True
+            logger.warning(
+                "%d of %d pixels of a %s frame hold %d, the dtype's maximum, and "
+                "peaks.flag_morethan is unset: if that is the detector's gap sentinel, set "
+                "peaks.flag_morethan to %d, else these pixels spoil the model's normalisation "
+                "(logged once; counted in peaknet_sentinel_frames_total)",
+                int(at_top[found][0]),
+                size,
+                images.dtype,
+                top,
+                top - 1,
+            )
+        return found
 
     def _good_pixels(self, frame_shape: tuple[int, ...]) -> np.ndarray | None:
         if not self.bad_pixels.configured:
             return None
         if frame_shape not in self._good:
-            bad = self.bad_pixels.for_shape(frame_shape)
+            try:
+                bad = self.bad_pixels.for_shape(frame_shape)
+            except ConfigError as exc:
+                if frame_shape not in self._misfits:  # logged once per shape, raised every time
+                    self._misfits.add(frame_shape)
+                    logger.error(
+                        "frames of shape %s fail as %s: %s", frame_shape, BAD_PIXEL_MASK, exc
+                    )
+                raise
             self._good[frame_shape] = None if bad is None else ~bad
         return self._good[frame_shape]
 

@@ -53,8 +53,18 @@ class FrameLedger:
         self.received += n
         self.in_flight += n
 
-    def settle(self, *, hits: int, non_hits: int, failed: Mapping[str, int] | None = None) -> None:
-        """Frames back from the writer: written as hits, counted as non-hits, or failed."""
+    def settle(
+        self,
+        *,
+        hits: int,
+        non_hits: int,
+        failed: Mapping[str, int] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Frames back from the writer: written as hits, counted as non-hits, or failed (why,
+        in ``error``, becomes ``last_error``)."""
+        if error is not None:
+            self.last_error = error
         failed = dict(failed or {})
         done = hits + non_hits + sum(failed.values())
         self.hits_written += hits

@@ -12,7 +12,8 @@ class BatchOutcome:
 
     ``write_error`` is set when the batch could not be written at all (disk full, permissions):
     nothing of it was committed and the caller may send it again. ``writer_id`` names the writer
-    replica that answered, so its health can be reported.
+    replica that answered, so its health can be reported. ``error`` is why frames of the batch
+    failed (the last reason and message), for ``/status`` ``last_error``.
     """
 
     hits: int = 0
@@ -21,6 +22,7 @@ class BatchOutcome:
     write_error: str | None = None
     writer_id: str = ""
     live: dict[str, Any] | None = None
+    error: str | None = None
 
     @property
     def frames(self) -> int:
@@ -51,4 +53,5 @@ def merge(first: BatchOutcome, second: BatchOutcome) -> BatchOutcome:
         write_error=second.write_error,
         writer_id=second.writer_id,
         live=second.live,
+        error=second.error or first.error,
     )

@@ -150,7 +150,10 @@ class Pump:
                 )
             else:
                 self.ledger.settle(
-                    hits=outcome.hits, non_hits=outcome.non_hits, failed=outcome.failed
+                    hits=outcome.hits,
+                    non_hits=outcome.non_hits,
+                    failed=outcome.failed,
+                    error=outcome.error,
                 )
         finally:
             self._slots.release()

@@ -100,11 +100,12 @@ class PeakStage:
             raise ValueError(f"masks {masks.shape} do not match frames {batch.images.shape}")
         failed: Counter[str] = Counter()
         judged: list[tuple[int, Peaks, bool]] = []
+        error: str | None = None
         for index in range(len(batch)):
             try:
                 peaks = self._finder.find(masks[index], batch.images[index])
             except Exception as exc:
-                self._frame_failed(failed, "peak_finding", exc)
+                error = self._frame_failed(failed, "peak_finding", exc)
                 continue
             judged.append((index, peaks, is_hit(peaks.n_found, self._hits)))
         hits = sum(hit for _, _, hit in judged)
@@ -115,6 +116,7 @@ class PeakStage:
             failed=dict(failed),
             writer_id=self.writer_id,
             live=self._summarize(batch.images, judged, timestamps=batch.metadata.get("timestamp")),
+            error=error,
         )
         with self._lock:
             self._recover()
@@ -140,7 +142,10 @@ class PeakStage:
             except (WriterError, OSError) as exc:
                 self._write_failed(exc)
                 return BatchOutcome(
-                    failed=dict(failed), write_error=self.write_error, writer_id=self.writer_id
+                    failed=dict(failed),
+                    write_error=self.write_error,
+                    writer_id=self.writer_id,
+                    error=error,
                 )
             if self.write_error is not None:
                 logger.warning("writer %s writes again", self.writer_id)
@@ -231,10 +236,12 @@ class PeakStage:
 
     def _frame_failed(
         self, failed: Counter[str], reason: str, exc: Exception, *, count: int = 1
-    ) -> None:
+    ) -> str:
+        """Count ``count`` frames failed for ``reason``; the message, for ``last_error``."""
         logger.error("%d frame(s) failed in %s: %s: %s", count, reason, type(exc).__name__, exc)
         failed[reason] += count
         self.last_error = f"{reason}: {type(exc).__name__}: {exc}"
+        return self.last_error
 
     def writable(self) -> bool:
         """Whether a file can be created in the output directory right now."""
