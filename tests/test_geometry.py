@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from peaknet_serve.cxi import CXIConfig, CXIWriter
 from peaknet_serve.cxi.geometry import bad_pixel_mask, parse_geometry, read_geometry, stack_index
+from peaknet_serve.config import load_service_config
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.peaks import Peaks
 
@@ -147,3 +148,26 @@ def test_a_stack_that_does_not_fit_the_geometry_is_refused_at_the_first_frame(tm
             writer.write(np.zeros((8, 256, 1024)), _peaks(0), {}, hit=True)
         with pytest.raises(ConfigError, match=r"no panels \[8\]"):
             writer.write(np.zeros((9, 512, 1024)), _peaks(0), {}, hit=True)
+
+
+def test_a_geometry_that_misfits_the_warmup_shapes_is_refused_at_config_load() -> None:
+    service = {"model": {"weights": "builtin:peaknet-demo"},
+               "output": {"geometry_file": str(GEOMETRY_DIR / "jungfrau4m-cxi.geom")}}
+    load_service_config({**service, "warmup": {"frame_shapes": [[8, 512, 1024]]}})
+    with pytest.raises(ConfigError, match=r"output.*does not fit warmup.frame_shapes "
+                       r"\[8, 256, 1024\].*spans 512x1024 pixels"):
+        load_service_config({**service, "warmup": {"frame_shapes": [[8, 256, 1024]]}})
+
+
+def test_two_d_frames_larger_than_the_geometry_are_a_misfit(tmp_path) -> None:
+    geom = tmp_path / "small.geom"
+    geom.write_text("clen = 0.1\nres = 10000\nadu_per_photon = 1\np0/min_fs = 0\n"
+                    "p0/max_fs = 511\np0/min_ss = 0\np0/max_ss = 511\np0/corner_x = -256\n"
+                    "p0/corner_y = -256\np0/fs = +1x\np0/ss = +1y\n")
+    assert bad_pixel_mask(read_geometry(geom), (512, 512)).shape == (512, 512)
+    with pytest.raises(ConfigError, match=r"do not cover the 1024x1024 frames \(786432 pixels"):
+        bad_pixel_mask(read_geometry(geom), (1024, 1024))
+    config = CXIConfig(output_dir=str(tmp_path / "out"), geometry_file=str(geom))
+    with CXIWriter(config, writer_id="w") as writer:
+        with pytest.raises(ConfigError, match="do not cover"):
+            writer.write(np.zeros((1024, 1024)), _peaks(0), {}, hit=True)
