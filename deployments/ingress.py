@@ -34,7 +34,12 @@ from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
-from peaknet_serve.service.screen import INVALID_PIXELS, MaskedPixelMetrics, screen_batch
+from peaknet_serve.service.screen import (
+    INVALID_PIXELS,
+    MISFIT,
+    MaskedPixelMetrics,
+    screen_batch,
+)
 from peaknet_serve.service.totals import (
     OPEN_BATCHES,
     STOPPED,
@@ -150,6 +155,7 @@ class Ingress:
             config.peaks, bad_pixels=geometry_bad_pixels(config.output.geometry_file)
         )
         self._masked = MaskedPixelMetrics(self._registry)
+        self._misfits: set[str] = set()  # logged once each, then only counted
         self._pump.start()
         self._poster = asyncio.get_running_loop().create_task(self._post_counts(), name="post")
         logger.info(
@@ -191,8 +197,10 @@ class Ingress:
         goes straight to the writer: masks never come back here."""
         try:
             screened = await asyncio.to_thread(screen_batch, batch, self._screen)
-        except ConfigError as exc:  # a bad-pixel mask that does not fit these frames
-            return await self._give_up(batch, INVALID_PIXELS, str(exc))
+        except ConfigError as exc:  # a geometry or bad-pixel mask that does not fit the frames
+            first = str(exc) not in self._misfits
+            self._misfits.add(str(exc))
+            return await self._give_up(batch, MISFIT, str(exc), log=first)
         self._masked.observe(screened)
         outcome = BatchOutcome()
         if screened.failed is not None:
@@ -255,9 +263,12 @@ class Ingress:
             )
             await asyncio.sleep(settings.write_retry_interval_s)
 
-    async def _give_up(self, batch: FrameBatch, reason: str, message: str) -> BatchOutcome:
-        """Quarantine the frames raw with ``reason`` and count them failed."""
-        logger.error("%d frame(s) failed (%s): %s", len(batch), reason, message)
+    async def _give_up(
+        self, batch: FrameBatch, reason: str, message: str, *, log: bool = True
+    ) -> BatchOutcome:
+        """Quarantine the frames raw with ``reason`` and count them failed (logged if ``log``)."""
+        if log:
+            logger.error("%d frame(s) failed (%s): %s", len(batch), reason, message)
         self.ledger.last_error = f"{reason}: {message}"
         if self._quarantine is not None:
             await asyncio.to_thread(self._quarantine.save, batch, reason=reason, message=message)

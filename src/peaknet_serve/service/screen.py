@@ -5,7 +5,8 @@ Every decoded batch goes through ``peaks.PixelScreen`` (NaN/inf, ``flag_morethan
 the model leaves out of its normalisation and the peak finder out of every peak. Frames with no
 valid pixel, or more invalid ones than ``peaks.max_invalid_fraction``, are taken out of the
 batch and failed as ``invalid_pixels`` (the ingress quarantines them); the rest go on. The
-number of masked pixels of every frame goes to ``/metrics``.
+number of masked pixels of every frame goes to ``/metrics``. A geometry or bad-pixel mask that
+does not fit the frames fails the whole batch as ``geometry`` (``MISFIT``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from peaknet_serve.peaks import INVALID_PIXELS, PixelScreen
 from peaknet_serve.wire import FrameBatch
 
-__all__ = ["INVALID_PIXELS", "MaskedPixelMetrics", "ScreenedBatch", "screen_batch"]
+__all__ = ["INVALID_PIXELS", "MISFIT", "MaskedPixelMetrics", "ScreenedBatch", "screen_batch"]
+
+#: Failure reason of frames that the configured geometry or bad-pixel mask does not fit.
+MISFIT = "geometry"
 
 FRACTION_BUCKETS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
