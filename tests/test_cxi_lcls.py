@@ -226,3 +226,21 @@ def test_geom_and_inspect_say_a_file_is_not_ours(tmp_path, capsys) -> None:
     assert "not a peaknet-serve CXI file" in capsys.readouterr().err
     assert cli.main(["inspect", str(other)]) == 1
     assert "not a peaknet-serve CXI file" in capsys.readouterr().err
+
+
+def test_metadata_names_with_slashes_or_dots_stay_flat_under_lcls(tmp_path, caplog) -> None:
+    config = CXIConfig(output_dir=str(tmp_path))
+    fields = {"a/b": np.array([1.0]), "../../escape": np.array([2.0]), "..": np.array([3.0]),
+              "plain": np.array([4.0])}
+    with caplog.at_level(logging.WARNING), CXIWriter(config, writer_id="w") as writer:
+        writer.write_batch(np.zeros((1, 8, 8)), [_peaks(1)], fields, [True])
+    with h5py.File(writer.files_written[0], "r") as handle:
+        lcls = handle["/LCLS"]
+        stored = {name: float(lcls[name][0]) for name in lcls
+                  if isinstance(lcls[name], h5py.Dataset) and name != "photon_energy_eV"}
+        groups = [name for name in lcls if isinstance(lcls[name], h5py.Group)]
+        top = set(handle)
+    assert stored == {"a_b": 1.0, "____escape": 2.0, "_": 3.0, "plain": 4.0}
+    assert groups == []
+    assert top == {"entry_1", "LCLS"}
+    assert "'a/b' stored as /LCLS/a_b" in caplog.text
