@@ -242,5 +242,5 @@ def test_metadata_names_with_slashes_or_dots_stay_flat_under_lcls(tmp_path, capl
         top = set(handle)
     assert stored == {"a_b": 1.0, "____escape": 2.0, "_": 3.0, "plain": 4.0}
     assert groups == []
-    assert top == {"entry_1", "LCLS"}
+    assert top == {"entry_1", "LCLS", "cxi_version"}
     assert "'a/b' stored as /LCLS/a_b" in caplog.text
