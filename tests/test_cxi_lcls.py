@@ -84,6 +84,8 @@ def test_inspect_and_geom_read_a_file_still_being_written(tmp_path) -> None:
                               text=True, check=False, timeout=120)
         assert geom.returncode == 0, geom.stderr
         assert "still being written" in geom.stderr
+        assert "HDF5_USE_FILE_LOCKING=FALSE" in geom.stderr  # or indexamajig fails on the lock
+        assert ";   HDF5_USE_FILE_LOCKING=FALSE" in geom.stdout
         assert "; NOTE: the file is still being written (.cxi.inprogress)" in geom.stdout
         assert "p1/min_ss = 8" in geom.stdout
 
