@@ -246,16 +246,16 @@ def _camera_lengths(info: dict[str, Any], lines: list[str], coffsets: dict[str, 
 
 def _fixme_summary(lines: list[str]) -> list[str]:
     """One note per FIXME property (panels collapsed), e.g. ``adu_per_photon = 1 (16 panels)``."""
-    found: dict[str, list[str]] = defaultdict(list)
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for line in lines:
         if "; FIXME" in line and "=" in line.split(";", 1)[0]:
             key, rest = (part.strip() for part in line.split("=", 1))
-            prop = key.split("/")[-1]
-            found[f"{prop} = {rest.split(';', 1)[0].strip()}"].append(key)
+            value, comment = (part.strip() for part in rest.split("; FIXME", 1))
+            found[(f"{key.split('/')[-1]} = {value}", comment.lstrip(": "))].append(key)
     notes = []
-    for value, keys in found.items():
+    for (value, comment), keys in found.items():
         where = f" ({len(keys)} panels)" if len(keys) > 1 else ""
-        notes.append(f"FIXME {value}{where}: a placeholder; set the real value before indexing")
+        notes.append(f"FIXME {value}{where} is a placeholder: {comment}")
     if any("FIXME: panels laid flat" in line for line in lines):
         notes.append("FIXME panels laid flat around the array's centre: corner_x, corner_y, fs, "
                      "ss and res are placeholders")
