@@ -246,3 +246,19 @@ def test_metadata_names_with_slashes_or_dots_stay_flat_under_lcls(tmp_path, capl
     assert groups == []
     assert top == {"entry_1", "LCLS", "cxi_version"}
     assert "'a/b' stored as /LCLS/a_b" in caplog.text
+
+
+def test_geom_refuses_an_encoder_clen_whose_camera_length_is_not_above_zero(tmp_path) -> None:
+    from peaknet_serve.cxi.geom_cli import CameraLengthError, build
+
+    config = CXIConfig(output_dir=str(tmp_path), clen_field="EncoderValue", clen_unit="mm",
+                       geometry_file=str(GEOMETRY_DIR / "cspad-cxi.geom"))
+    with CXIWriter(config, writer_id="w") as writer:
+        writer.write_batch(np.zeros((2, 32, 185, 388), np.float32), [_peaks(1)] * 2,
+                           {"EncoderValue": np.array([-450.0, -600.0])}, [True, True])
+    # coffset 0.573224 m: -450 mm gives 0.123 m, -600 mm gives -0.027 m
+    with pytest.raises(CameraLengthError, match=r"clen -0.6 \+ coffset 0.573224 = -0.026776 m"):
+        build(writer.files_written[0])
+    notes = build(writer.files_written[0], clen=0.3).notes
+    assert "camera length (clen + coffset 0.573224) = 0.873224 m for q0a0..q3a15 (64 panels)" \
+        in notes
