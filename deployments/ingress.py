@@ -38,6 +38,7 @@ from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.screen import (
     BAD_PIXEL_MASK,
     INVALID_PIXELS,
+    MISFIT,
     MaskedPixelMetrics,
     screen_batch,
 )
@@ -201,8 +202,9 @@ class Ingress:
         goes straight to the writer: masks never come back here."""
         try:
             screened = await asyncio.to_thread(screen_batch, batch, self._screen)
-        except ConfigError as exc:  # a bad-pixel mask that does not fit: the screen logs it once
-            return await self._give_up(batch, BAD_PIXEL_MASK, str(exc), log=False)
+        except ConfigError as exc:  # a geometry or bad-pixel mask that does not fit the frames
+            reason = BAD_PIXEL_MASK if str(exc).startswith("peaks.bad_pixel_mask") else MISFIT
+            return await self._give_up(batch, reason, str(exc), log=False)  # the screen logs once
         self._masked.observe(screened)
         outcome = BatchOutcome()
         if screened.failed is not None:

@@ -7,7 +7,7 @@ CRYSTFEL_PREFIX=${CRYSTFEL_PREFIX:-/opt/crystfel}
 CRYSTFEL_BUILD="$(pwd)/../shared/crystfel/build.sh"
 if [ -x "$CRYSTFEL_BUILD" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     "$CRYSTFEL_BUILD" "$CRYSTFEL_PREFIX" > /tmp/crystfel-build.log 2>&1 \
-        || { tail -n 40 /tmp/crystfel-build.log; exit 1; }
+        || { tail -n 40 /tmp/crystfel-build.log; return 1; }
 fi
 if [ -d "$CRYSTFEL_PREFIX/bin" ]; then
     export PATH="$CRYSTFEL_PREFIX/bin:$PATH"

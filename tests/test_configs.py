@@ -55,3 +55,37 @@ def test_a_model_needs_weights_or_an_explicit_random_seed() -> None:
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_service_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("key", ["geometry_file", "clen_field", "clen_unit"])
+def test_serve_config_shows_the_geometry_keys_with_their_defaults(key: str) -> None:
+    from peaknet_serve.cxi import CXIConfig
+
+    text = (ROOT / "serve_config.yaml").read_text()
+    shown = [line.split("#", 1)[1].strip() for line in text.splitlines()
+             if line.strip().startswith(f"# {key}:")]
+    assert len(shown) == 1, f"serve_config.yaml should show '# {key}: DEFAULT  # what it does'"
+    value, _, comment = shown[0].partition("#")
+    assert yaml.safe_load(value.split(":", 1)[1]) == CXIConfig.model_fields[key].default
+    assert comment.strip()
+
+
+def test_crystfel_env_returns_when_sourced_and_the_build_fails(tmp_path: Path) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts" / "crystfel-env.sh").write_text(
+        (ROOT / "scripts" / "crystfel-env.sh").read_text())
+    build = tmp_path / "shared" / "crystfel" / "build.sh"
+    build.parent.mkdir(parents=True)
+    build.write_text("#!/bin/sh\necho build failed\nexit 3\n")
+    build.chmod(0o755)
+    if subprocess.run(["sh", "-c", "[ $(id -u) = 0 ] && command -v apt-get"]).returncode:
+        pytest.skip("crystfel-env.sh builds only as root with apt-get")
+    shell = subprocess.run(
+        ["bash", "-c", "source scripts/crystfel-env.sh; echo rc=$? still here"],
+        cwd=repo, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin",
+                                                      "CRYSTFEL_PREFIX": str(tmp_path / "cf")},
+    )
+    assert "rc=1 still here" in shell.stdout, shell.stdout + shell.stderr

@@ -20,7 +20,7 @@ from peaknet_serve.crystfel import LYSOZYME, CrystFEL, index, simulate_patterns
 from peaknet_serve.wire.encode import encode_batch
 from tests.conftest import free_port
 from tests.serve_app import app_config, settled, wait_for
-from tests.test_crystfel_cxi import SIM_GEOMETRY, _assert_same_peaks, _geom
+from tests.test_crystfel_cxi import BRIGHT, SIM_GEOMETRY, _assert_same_peaks, _geom
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 4
@@ -34,11 +34,14 @@ def test_lysozyme_pushed_to_serve_run_is_indexed_from_its_cxi_file(
     sim_geom = tmp_path / "det.geom"
     sim_geom.write_text(SIM_GEOMETRY)
     cell = LYSOZYME.write(tmp_path / "lyso.cell")
-    frames = simulate_patterns(crystfel, cell, sim_geom, tmp_path / "frames", FRAMES)
+    frames = simulate_patterns(
+        crystfel, cell, sim_geom, tmp_path / "frames", FRAMES, photons_per_pulse=BRIGHT
+    )
     images = np.stack([h5py.File(f)["/data/data"][()] for f in frames]).astype(np.float32)
 
     port, http_port = free_port(), free_port()
-    app = app_config(tmp_path, port, output={"geometry_file": str(sim_geom)})
+    # every frame written: indexamajig is to read each event, hit or not
+    app = app_config(tmp_path, port, output={"geometry_file": str(sim_geom), "write_mode": "all"})
     app["args"]["hits"] = {"min_peaks": 5}
     config = tmp_path / "serve_config.yaml"
     config.write_text(yaml.safe_dump({

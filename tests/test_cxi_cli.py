@@ -143,3 +143,14 @@ def test_inspect_reports_events_peaks_hits_and_energy(tmp_path, capsys) -> None:
 def test_inspect_fails_on_a_missing_file(tmp_path, capsys) -> None:
     assert cli.main(["inspect", str(tmp_path / "none.cxi")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_inspect_counts_events_whose_photon_energy_is_not_finite(tmp_path, capsys) -> None:
+    energies = [9000.0, float("nan"), float("inf"), 9002.0]
+    path = _write(tmp_path, np.zeros((4, 8, 8)), [1, 1, 1, 1], [True] * 4, energies)
+    assert cli.main(["inspect", "--json", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["energy_nonfinite"] == 2
+    assert (summary["energy_min_eV"], summary["energy_max_eV"]) == (9000.0, 9002.0)
+    assert cli.main(["inspect", str(path)]) == 0
+    assert "energy not finite in 2 events" in capsys.readouterr().out

@@ -84,6 +84,8 @@ def test_inspect_and_geom_read_a_file_still_being_written(tmp_path) -> None:
                               text=True, check=False, timeout=120)
         assert geom.returncode == 0, geom.stderr
         assert "still being written" in geom.stderr
+        assert "HDF5_USE_FILE_LOCKING=FALSE" in geom.stderr  # or indexamajig fails on the lock
+        assert ";   HDF5_USE_FILE_LOCKING=FALSE" in geom.stdout
         assert "; NOTE: the file is still being written (.cxi.inprogress)" in geom.stdout
         assert "p1/min_ss = 8" in geom.stdout
 
@@ -160,3 +162,103 @@ def test_a_shadowed_bitshuffle_filter_is_a_write_error_naming_the_fix(tmp_path) 
     assert f"HDF5_PLUGIN_PATH={DEBIAN_PLUGIN_PATH}" in result.stdout
     assert "unset HDF5_PLUGIN_PATH" in result.stdout and "compression: gzip" in result.stdout
     assert not list(tmp_path.iterdir())  # no empty file left behind
+
+
+def _epix_file(tmp_path: Path, coffset: float) -> Path:
+    """A CXI file written with the ePix10k2M geometry, every panel at ``coffset`` (OM's MFX file
+    has clen commented out and coffset = -0.215382)."""
+    text = (GEOMETRY_DIR / "epix10k2m-mfx.geom").read_text()
+    geom = tmp_path / "epix.geom"
+    geom.write_text(text.replace(";coffset = 0.0", f"coffset = {coffset}"))
+    (tmp_path / "epix10k2m-mask.h5").symlink_to(GEOMETRY_DIR / "epix10k2m-mask.h5")
+    config = CXIConfig(output_dir=str(tmp_path / "out"), geometry_file=str(geom))
+    with CXIWriter(config, writer_id="w") as writer:
+        writer.write_batch(np.zeros((1, 16, 352, 384)), [_peaks(1)], {}, [True])
+    return writer.files_written[0]
+
+
+def test_geom_says_the_camera_length_and_refuses_one_not_above_zero(tmp_path, capsys) -> None:
+    cxi = _epix_file(tmp_path, -0.215382)
+    out = tmp_path / "epix.geom.out"
+    # the placeholder clen gives a camera length of 0.1 m, not clen + coffset = -0.115 m
+    assert cli.main(["geom", "--cxi", str(cxi), "-o", str(out)]) == 0
+    clen = [line for line in out.read_text().splitlines() if line.startswith("clen")]
+    assert clen[0].startswith("clen = 0.315382 ; FIXME")
+    err = capsys.readouterr().err
+    assert "camera length (clen + coffset -0.215382) = 0.1 m for p0a0..p15a3 (64 panels)" in err
+    # --clen 0.25 is clen, not the distance: the camera length is said, 0.034618 m
+    assert cli.main(["geom", "--cxi", str(cxi), "--clen", "0.25", "-o", str(out)]) == 0
+    assert "= 0.034618 m for p0a0..p15a3" in capsys.readouterr().err
+    # --clen 0.2 gives -0.015 m: refused, nothing written
+    out.unlink()
+    assert cli.main(["geom", "--cxi", str(cxi), "--clen", "0.2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "camera length (clen + coffset) would be <= 0" in err and "-0.015382 m" in err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        cli.main(["geom", "--cxi", str(cxi), "--clen", "-0.1"])
+    assert "must be above 0 m" in capsys.readouterr().err
+
+
+def test_geom_summarises_fixme_values_and_hints_on_stderr(tmp_path, capsys) -> None:
+    config = CXIConfig(output_dir=str(tmp_path / "z"), compression="bitshuffle_zstd")
+    with CXIWriter(config, writer_id="w") as writer:
+        writer.write_batch(np.zeros((1, 2, 8, 8)), [_peaks(1)], {}, [True])
+    cxi = writer.files_written[0]
+    assert cli.main(["geom", "--cxi", str(cxi), "-o", str(tmp_path / "g.geom"),
+                     "--res", "5000"]) == 0
+    err = capsys.readouterr().err
+    assert "FIXME adu_per_photon = 1 (2 panels)" in err
+    assert "FIXME clen = 0.1" in err and "FIXME photon_energy = 9500" in err
+    assert "FIXME panels laid flat" in err
+    assert "bitshuffle 0.3.5" in err and "hdf5plugin.PLUGIN_PATH" in err
+    text = (tmp_path / "g.geom").read_text()
+    assert "hdf5plugin.PLUGIN_PATH" in text and "p0/res = 5000" in text
+    # --res with a geometry in the file: said to be ignored
+    cxi = _epix_file(tmp_path, 0.0)
+    assert cli.main(["geom", "--cxi", str(cxi), "--res", "5000", "-o", str(tmp_path / "e")]) == 0
+    assert "--res 5000 ignored" in capsys.readouterr().err
+
+
+def test_geom_and_inspect_say_a_file_is_not_ours(tmp_path, capsys) -> None:
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle["data"] = np.zeros(3)
+    assert cli.main(["geom", "--cxi", str(other)]) == 1
+    assert "not a peaknet-serve CXI file" in capsys.readouterr().err
+    assert cli.main(["inspect", str(other)]) == 1
+    assert "not a peaknet-serve CXI file" in capsys.readouterr().err
+
+
+def test_metadata_names_with_slashes_or_dots_stay_flat_under_lcls(tmp_path, caplog) -> None:
+    config = CXIConfig(output_dir=str(tmp_path))
+    fields = {"a/b": np.array([1.0]), "../../escape": np.array([2.0]), "..": np.array([3.0]),
+              "plain": np.array([4.0])}
+    with caplog.at_level(logging.WARNING), CXIWriter(config, writer_id="w") as writer:
+        writer.write_batch(np.zeros((1, 8, 8)), [_peaks(1)], fields, [True])
+    with h5py.File(writer.files_written[0], "r") as handle:
+        lcls = handle["/LCLS"]
+        stored = {name: float(lcls[name][0]) for name in lcls
+                  if isinstance(lcls[name], h5py.Dataset) and name != "photon_energy_eV"}
+        groups = [name for name in lcls if isinstance(lcls[name], h5py.Group)]
+        top = set(handle)
+    assert stored == {"a_b": 1.0, "____escape": 2.0, "_": 3.0, "plain": 4.0}
+    assert groups == []
+    assert top == {"entry_1", "LCLS", "cxi_version"}
+    assert "'a/b' stored as /LCLS/a_b" in caplog.text
+
+
+def test_geom_refuses_an_encoder_clen_whose_camera_length_is_not_above_zero(tmp_path) -> None:
+    from peaknet_serve.cxi.geom_cli import CameraLengthError, build
+
+    config = CXIConfig(output_dir=str(tmp_path), clen_field="EncoderValue", clen_unit="mm",
+                       geometry_file=str(GEOMETRY_DIR / "cspad-cxi.geom"))
+    with CXIWriter(config, writer_id="w") as writer:
+        writer.write_batch(np.zeros((2, 32, 185, 388), np.float32), [_peaks(1)] * 2,
+                           {"EncoderValue": np.array([-450.0, -600.0])}, [True, True])
+    # coffset 0.573224 m: -450 mm gives 0.123 m, -600 mm gives -0.027 m
+    with pytest.raises(CameraLengthError, match=r"clen -0.6 \+ coffset 0.573224 = -0.026776 m"):
+        build(writer.files_written[0])
+    notes = build(writer.files_written[0], clen=0.3).notes
+    assert "camera length (clen + coffset 0.573224) = 0.873224 m for q0a0..q3a15 (64 panels)" \
+        in notes

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from peaknet_serve.config import load_service_config
 from peaknet_serve.cxi import CXIConfig, CXIWriter
-from peaknet_serve.cxi.geometry import bad_pixel_mask, read_geometry, stack_index
+from peaknet_serve.cxi.geometry import bad_pixel_mask, parse_geometry, read_geometry, stack_index
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.peaks import Peaks
 
@@ -84,8 +85,11 @@ def test_bad_pixel_mask_from_bad_regions_and_the_mask_file() -> None:
 def test_an_unreadable_mask_file_is_left_out_with_a_log_line(tmp_path, caplog) -> None:
     text = (GEOMETRY_DIR / "epix10k2m-mfx.geom").read_text()
     geom = tmp_path / "epix.geom"
-    geom.write_text(text)  # epix10k2m-mask.h5 is not beside it
-    bad = bad_pixel_mask(read_geometry(geom), (16, 352, 384))
+    geom.write_text(text)  # epix10k2m-mask.h5 is not beside it: refused at start
+    with pytest.raises(ConfigError, match="line 17: 'mask_file = epix10k2m-mask.h5'.*no such"):
+        read_geometry(geom)
+    # the geometry kept in a CXI file read elsewhere (geom): the mask is left out
+    bad = bad_pixel_mask(parse_geometry(text, source=str(geom)), (16, 352, 384))
     assert not bad[0, :3].all() and bad[3, 1232 - 3 * 352, 100]
     assert "mask" in caplog.text and "not used" in caplog.text
 
@@ -102,6 +106,18 @@ def test_an_unreadable_mask_file_is_left_out_with_a_log_line(tmp_path, caplog) -
         (("bad_p3a2col/panel = p3a2", "bad_p3a2col/panel = p99"), "no panel 'p99'"),
         (("p1a0/corner_y", "p1a0/clen = 0.1\np1a0/corner_y"), "clen is a top-level property"),
         (("mask_file = epix10k2m-mask.h5", ";"), "line 18: 'mask = /data/data'.*mask_file"),
+        (("p0a0/max_fs = 191", "p0a0/max_fs = 0\np0a0/min_fs = 10"), "min_fs is above"),
+        (("p0a0/max_ss = 175", "p0a0/max_ss = -1"), "min_ss is above"),
+        (("res = 10000", "res = -5"), "line 10: 'res = -5 .*above 0"),
+        (("res = 10000", "res = 1e4x"), "line 10: 'res = 1e4x .*not a number"),
+        (("adu_per_eV = 0.001", "adu_per_eV = one"), "line 9: 'adu_per_eV = one.*not a number"),
+        (("p0a0/max_ss = 175", "p0a0/max_ss = 175\np0a0/coffset = -0.2m"), "not a number"),
+        (("p0a1/min_fs = 192", "p0a1/min_fs = 191"), "p0a1/min_fs = 191'.*overlaps panel p0a0"),
+        (("p0a1/min_fs = 192", "p0a1/min_fs = 192\nclen = 0.1.5"), "'clen = 0.1.5'.*not a num"),
+        (("mask_file = epix10k2m-mask.h5", "mask_file = /nonexistent/mask.h5"),
+         "line 17: 'mask_file = /nonexistent/mask.h5'.*cannot be read"),
+        (("mask_file = epix10k2m-mask.h5", f"mask_file = {GEOMETRY_DIR}/rayonix-mfx.geom"),
+         "line 17: 'mask_file = .*rayonix-mfx.geom'.*not an HDF5 file"),
     ],
 )
 def test_a_geometry_the_writer_cannot_honour_is_refused_naming_the_line(
@@ -132,3 +148,25 @@ def test_a_stack_that_does_not_fit_the_geometry_is_refused_at_the_first_frame(tm
             writer.write(np.zeros((8, 256, 1024)), _peaks(0), {}, hit=True)
         with pytest.raises(ConfigError, match=r"no panels \[8\]"):
             writer.write(np.zeros((9, 512, 1024)), _peaks(0), {}, hit=True)
+
+
+def test_a_geometry_that_misfits_the_warmup_shapes_is_refused_at_config_load() -> None:
+    service = {"model": {"weights": "builtin:peaknet-demo"},
+               "output": {"geometry_file": str(GEOMETRY_DIR / "jungfrau4m-cxi.geom")}}
+    load_service_config({**service, "warmup": {"frame_shapes": [[8, 512, 1024]]}})
+    with pytest.raises(ConfigError, match=r"output.*does not fit warmup.frame_shapes "
+                       r"\[8, 256, 1024\].*spans 512x1024 pixels"):
+        load_service_config({**service, "warmup": {"frame_shapes": [[8, 256, 1024]]}})
+
+
+def test_two_d_frames_larger_than_the_geometry_are_a_misfit(tmp_path) -> None:
+    geom = tmp_path / "small.geom"
+    geom.write_text("clen = 0.1\nres = 10000\nadu_per_photon = 1\np0/min_fs = 0\n"
+                    "p0/max_fs = 511\np0/min_ss = 0\np0/max_ss = 511\np0/corner_x = -256\n"
+                    "p0/corner_y = -256\np0/fs = +1x\np0/ss = +1y\n")
+    assert bad_pixel_mask(read_geometry(geom), (512, 512)).shape == (512, 512)
+    with pytest.raises(ConfigError, match=r"do not cover the 1024x1024 frames \(786432 pixels"):
+        bad_pixel_mask(read_geometry(geom), (1024, 1024))
+    config = CXIConfig(output_dir=str(tmp_path / "out"), geometry_file=str(geom))
+    with CXIWriter(config, writer_id="w") as writer, pytest.raises(ConfigError, match="cover"):
+        writer.write(np.zeros((1024, 1024)), _peaks(0), {}, hit=True)

@@ -132,3 +132,25 @@ def test_service_fails_frames_a_bad_pixel_mask_does_not_fit_with_their_reason(
         undeploy(ray_cluster)
     assert s["failed_by_reason"] == {"bad_pixel_mask": 2 * len(images)}
     assert s["last_error"].startswith("bad_pixel_mask: peaks.bad_pixel_mask has shape (16, 16)")
+
+
+@pytest.mark.slow
+def test_frames_the_geometry_does_not_fit_fail_as_geometry(
+    ray_cluster: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    geometry = gap_geometry(tmp_path / "gaps.geom", rows=False)  # one 256 x 256 panel
+    app = app_config(tmp_path, port, output={"write_mode": "all", "geometry_file": str(geometry)})
+    deploy(ray_cluster, app)
+    try:
+        wait_ready(ray_cluster)
+        with pynng.Push0(dial=f"tcp://127.0.0.1:{port}", send_timeout=60_000) as pusher:
+            pusher.send(message(np.ones((2, 512, 512), np.float32), 100))  # outside the panel
+            pusher.send(message(np.ones((3, 512, 512), np.float32), 200))
+            wait_for(lambda: settled(ray_cluster, 5), timeout=240, what="every frame")
+        s = status(ray_cluster)
+    finally:
+        undeploy(ray_cluster)
+    assert s["failed_by_reason"] == {"geometry": 5}
+    assert s["hits_written"] + s["non_hits"] == 0
+    assert len(list((tmp_path / "quarantine" / "batches").glob("*.npz"))) in (1, 2)  # merged?

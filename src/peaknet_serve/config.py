@@ -16,6 +16,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from peaknet_serve._section import Section
 from peaknet_serve.cxi.config import CXIConfig
+from peaknet_serve.cxi.geometry import read_geometry
+from peaknet_serve.cxi.layout import PanelLayout
 from peaknet_serve.engine.config import EngineConfig, WarmupConfig
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.model.config import InputConfig, PeakNetConfig
@@ -196,6 +198,20 @@ class ServiceConfig(Section):
                 f"peaks.min_res/max_res need 2-D frames; warmup.frame_shapes has panel stacks "
                 f"{stacks}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _geometry_fits_the_warmup_shapes(self) -> ServiceConfig:
+        """A geometry that cannot fit ``warmup.frame_shapes`` is refused at start, not at the
+        first batch."""
+        if self.output.geometry_file is not None and self.warmup.frame_shapes:
+            geometry = read_geometry(self.output.geometry_file)
+            for shape in self.warmup.frame_shapes:
+                try:
+                    PanelLayout.for_frames(geometry, tuple(shape))
+                except ConfigError as exc:
+                    raise ValueError(f"output.geometry_file does not fit warmup.frame_shapes "
+                                     f"{list(shape)}: {exc}") from exc
         return self
 
 

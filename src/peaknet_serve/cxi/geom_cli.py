@@ -9,13 +9,18 @@ project cannot know is written as a real line with a ``; FIXME`` comment.
 
 ``clen``, in this order: ``--clen``; the source geometry's (a number, or the encoder path when the
 file holds it); the per-event ``output.clen_field`` the writer stored at
-``/LCLS/detector_1/EncoderValue`` (unit from its ``units`` attribute); else 0.1 m, FIXME.
+``/LCLS/detector_1/EncoderValue`` (unit from its ``units`` attribute); else a FIXME placeholder.
+CrystFEL's camera length of a panel is ``clen + coffset`` (``crystfel_geometry(5)``): geom prints it
+per panel group on stderr and refuses a camera length <= 0; the placeholder is chosen so that the
+camera length is 0.1 m. Every FIXME value and every hint is summarised on stderr too.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +48,45 @@ PLUGIN_HINT = (
     ";   HDF5_PLUGIN_PATH=/usr/lib/x86_64-linux-gnu/hdf5/serial/plugins (or hdf5plugin's\n"
     ";   directory: python -c 'import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)')"
 )
+ZSTD_HINT = (
+    "; NOTE: the image is compressed with bitshuffle+zstd, which Debian's bitshuffle 0.3.5 plugin\n"
+    ";   cannot read. Run CrystFEL with hdf5plugin's filters:\n"
+    ";   HDF5_PLUGIN_PATH=$(python -c 'import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)')"
+)
+LIVE_HINT = (
+    "; NOTE: the file is still being written (.cxi.inprogress); indexamajig reads it only with\n"
+    ";   HDF5_USE_FILE_LOCKING=FALSE (its writer holds it open)"
+)
+#: The camera length the FIXME placeholder clen gives, in metres.
+PLACEHOLDER_DISTANCE = 0.1
+#: Distinct camera lengths listed one by one on stderr; more are shown as a range.
+_LISTED_GROUPS = 4
 #: Panel properties written for every panel, in this order, after the extent.
 _PHYSICAL = ("corner_x", "corner_y", "fs", "ss", "res", "coffset")
 #: Panel properties passed through from the source geometry when set.
 _PASSED = ("max_adu", "flag_equal", "flag_lessthan", "flag_morethan", "no_index",
            "mask_edge_pixels")
 _DEFAULT_RES = 10000.0
+_BITSHUFFLE_ZSTD = 3
+
+
+class CameraLengthError(ConfigError):
+    """clen + coffset, CrystFEL's camera length, is not above 0 for some panel."""
+
+
+@dataclass
+class Built:
+    """A geometry file's text and what to say about it on stderr (one line per note)."""
+
+    text: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _positive_metres(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: the detector distance must be above 0 m")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,58 +95,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a CXI file, closed (.cxi) or still being written (.cxi.inprogress)",
     )
     parser.add_argument(
-        "--clen", type=float, default=None,
-        help="detector distance in metres (default: the source geometry's, else the file's "
-        "encoder field, else a FIXME placeholder)",
+        "--clen", type=_positive_metres, default=None,
+        help="CrystFEL's clen in metres (default: the source geometry's, else the file's "
+        "encoder field, else a FIXME placeholder). CrystFEL's camera length is clen + each "
+        "panel's coffset: with a geometry whose coffset is not 0, clen is not the detector "
+        "distance (the camera lengths are printed on stderr; <= 0 is refused)",
     )
     parser.add_argument(
-        "--res", type=float, default=_DEFAULT_RES,
-        help="pixels per metre where the file has no geometry (default 10000: 100 um, ePix10k)",
+        "--res", type=float, default=None,
+        help="pixels per metre where the file has no geometry (default 10000: 100 um, ePix10k); "
+        "ignored (with a note) when the file holds a geometry",
     )
     parser.add_argument("-o", "--output", type=Path, default=None, help="write here, not stdout")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        text = geometry_text(args.cxi, clen=args.clen, res=args.res)
+        built = build(args.cxi, clen=args.clen, res=args.res)
+    except CameraLengthError as exc:
+        sys.stderr.write(f"peaknet-serve geom: {args.cxi}: {exc}\n")
+        return 2
     except (OSError, KeyError, ValueError, ConfigError) as exc:
         sys.stderr.write(f"peaknet-serve geom: cannot read {args.cxi}: {exc}\n")
         return 1
     if args.cxi.name.endswith(INPROGRESS_SUFFIX):
         sys.stderr.write(
             f"peaknet-serve geom: {args.cxi} is still being written; the geometry holds for "
-            "its events so far and for the .cxi it becomes\n"
+            "its events so far and for the .cxi it becomes; run indexamajig on it with "
+            "HDF5_USE_FILE_LOCKING=FALSE\n"
         )
+    for note in built.notes:
+        sys.stderr.write(f"peaknet-serve geom: {note}\n")
     if args.output is None:
-        sys.stdout.write(text)
+        sys.stdout.write(built.text)
     else:
-        args.output.write_text(text)
+        args.output.write_text(built.text)
     return 0
 
 
-def geometry_text(path: Path, *, clen: float | None = None, res: float = _DEFAULT_RES) -> str:
+def geometry_text(path: Path, *, clen: float | None = None, res: float | None = None) -> str:
     """The geometry file for the CXI file ``path`` (``.cxi`` or ``.cxi.inprogress``), as text.
 
     Raises:
-        OSError, KeyError: the file cannot be read as a CXI file of ours.
+        OSError, KeyError, ValueError: the file cannot be read as a CXI file of ours.
         ConfigError: the geometry kept in the file cannot be parsed.
+        CameraLengthError: clen + coffset is not above 0 for some panel.
     """
+    return build(path, clen=clen, res=res).text
+
+
+def build(path: Path, *, clen: float | None = None, res: float | None = None) -> Built:
+    """``geometry_text`` with the notes for stderr: camera lengths, FIXME values, hints."""
     info = _read_file(path)
     source = None
+    notes: list[str] = []
     if info["geometry"] is not None:
         source = parse_geometry(str(info["geometry"]), source=str(info["geometry_path"]))
+        if res is not None:
+            notes.append(f"--res {res:g} ignored: the file holds a geometry ({source.source}), "
+                         "whose res is used")
+    res = _DEFAULT_RES if res is None else res
     lines = [
         f"; CrystFEL geometry for {path.name}, written by peaknet-serve geom",
         f"; the file holds {info['stored'][0]} x {info['stored'][1]} (ss x fs) frames; run e.g.",
         ";   indexamajig -g THIS.geom --peaks=cxi -i files.lst -o out.stream",
     ]
     if path.name.endswith(INPROGRESS_SUFFIX):
-        lines.append("; NOTE: the file is still being written (.cxi.inprogress)")
+        lines.append(LIVE_HINT)
     if not info["has_data"]:
         lines.append("; NOTE: written in 'peaks' mode: this file has no image data to index")
-    if info["plugin_filter"]:
+        notes.append("written in 'peaks' mode: the file has no image data to index")
+    if info["plugin_filter"] == "zstd":
+        lines.append(ZSTD_HINT)
+        notes.append(" ".join(part.strip("; ") for part in ZSTD_HINT.splitlines()))
+    elif info["plugin_filter"]:
         lines.append(PLUGIN_HINT)
-    lines += _global_lines(info, source, clen)
+        notes.append(" ".join(part.strip("; ") for part in PLUGIN_HINT.splitlines()))
+    coffsets = _coffsets(source)
+    lines += _global_lines(info, source, clen, coffsets)
     lines += [
         "",
         f"data = {DATA_PATH}",
@@ -123,21 +187,97 @@ def geometry_text(path: Path, *, clen: float | None = None, res: float = _DEFAUL
         lines += _source_panels(source)
     else:
         lines += _generated_panels(info, res=res)
-    return "\n".join(lines) + "\n"
+    notes += _camera_lengths(info, lines, coffsets)
+    notes += _fixme_summary(lines)
+    return Built("\n".join(lines) + "\n", notes)
+
+
+def _coffsets(source: Geometry | None) -> dict[str, float]:
+    """Panel name -> coffset in metres (0 where not given, as geom writes it)."""
+    if source is None:
+        return {}
+    return {name: float(props["coffset"].text) if "coffset" in props else 0.0
+            for name, props in source.panels.items()}
+
+
+def _clen_metres(info: dict[str, Any], lines: list[str]) -> tuple[float, float] | None:
+    """(lowest, highest) clen in metres of the written ``clen`` line; None when unknown."""
+    text = next(line for line in lines if line.startswith("clen = "))
+    value = text.split("=", 1)[1].split(";", 1)[0].strip()
+    scale = 1e-3 if value.split()[-1] == "mm" else 1.0
+    if not value.startswith("/"):
+        number = float(value.split()[0]) * scale
+        return number, number
+    values = info["clen_values"]
+    if values is None or not values.size:
+        return None
+    return float(values.min()) * scale, float(values.max()) * scale
+
+
+def _camera_lengths(info: dict[str, Any], lines: list[str], coffsets: dict[str, float]
+                    ) -> list[str]:
+    clen = _clen_metres(info, lines)
+    if clen is None:
+        return ["camera length = clen + coffset: clen is read per event and the file has no "
+                "finite value of it yet"]
+    groups: dict[float, list[str]] = defaultdict(list)
+    for name, coffset in (coffsets or {"all panels": 0.0}).items():
+        groups[coffset].append(name)
+    notes, bad = [], []
+    for coffset, names in sorted(groups.items()):
+        low, high = clen[0] + coffset, clen[1] + coffset
+        shown = (f"{low:.6g} m" if low == high else f"{low:.6g} to {high:.6g} m")
+        label = names[0] if len(names) == 1 else f"{names[0]}..{names[-1]} ({len(names)} panels)"
+        notes.append(f"camera length (clen + coffset {coffset:g}) = {shown} for {label}")
+        if low <= 0:
+            bad.append(f"{label}: clen {clen[0]:g} + coffset {coffset:g} = {low:.6g} m")
+    if bad:
+        raise CameraLengthError(
+            "CrystFEL's camera length (clen + coffset) would be <= 0 for " + "; ".join(bad)
+            + ": give --clen so that clen + coffset is the detector distance"
+        )
+    if len(notes) > _LISTED_GROUPS:
+        low = clen[0] + min(groups)
+        high = clen[1] + max(groups)
+        notes = [f"camera length (clen + coffset) = {low:.6g} to {high:.6g} m over "
+                 f"{len(coffsets)} panels ({len(groups)} coffsets)"]
+    return notes
+
+
+def _fixme_summary(lines: list[str]) -> list[str]:
+    """One note per FIXME property (panels collapsed), e.g. ``adu_per_photon = 1 (16 panels)``."""
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for line in lines:
+        if "; FIXME" in line and "=" in line.split(";", 1)[0]:
+            key, rest = (part.strip() for part in line.split("=", 1))
+            value, comment = (part.strip() for part in rest.split("; FIXME", 1))
+            found[(f"{key.split('/')[-1]} = {value}", comment.lstrip(": "))].append(key)
+    notes = []
+    for (value, comment), keys in found.items():
+        where = f" ({len(keys)} panels)" if len(keys) > 1 else ""
+        notes.append(f"FIXME {value}{where} is a placeholder: {comment}")
+    if any("FIXME: panels laid flat" in line for line in lines):
+        notes.append("FIXME panels laid flat around the array's centre: corner_x, corner_y, fs, "
+                     "ss and res are placeholders")
+    return notes
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     # locking=False: a live .cxi.inprogress is held open by its writer
     with h5py.File(path, "r", locking=False) as handle:
         attrs = handle.attrs
+        if f"{RESULT_PATH}/nPeaks" not in handle:
+            raise ValueError(f"not a peaknet-serve CXI file (no {RESULT_PATH}/nPeaks)")
         has_data = DATA_PATH in handle
         if has_data:
             stored = tuple(int(v) for v in handle[DATA_PATH].shape[1:])
         else:
             stored = tuple(int(v) for v in attrs["peaknet_stored_shape"])
         energy_path = f"{METADATA_GROUP}/{PHOTON_ENERGY_KEY}"
-        clen_units = None
+        clen_units = clen_values = None
         if CLEN_PATH in handle:
+            clen_values = np.asarray(handle[CLEN_PATH][()], dtype=float).ravel()
+            clen_values = clen_values[np.isfinite(clen_values)]
             clen_units = handle[CLEN_PATH].attrs.get("units", "mm")
             clen_units = clen_units.decode() if isinstance(clen_units, bytes) else str(clen_units)
         return {
@@ -150,19 +290,25 @@ def _read_file(path: Path) -> dict[str, Any]:
             "has_energy": energy_path in handle
             and bool(np.isfinite(handle[energy_path][()]).any()),
             "clen_units": clen_units,
-            "plugin_filter": has_data and _uses_plugin(handle[DATA_PATH]),
+            "clen_values": clen_values,
+            "plugin_filter": _uses_plugin(handle[DATA_PATH]) if has_data else None,
         }
 
 
-def _uses_plugin(dataset: h5py.Dataset) -> bool:
+def _uses_plugin(dataset: h5py.Dataset) -> str | None:
+    """None for built-in filters only; "zstd" for bitshuffle+zstd; else "plugin"."""
     plist = dataset.id.get_create_plist()
     builtin = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32,
                h5py.h5z.FILTER_SZIP, h5py.h5z.FILTER_NBIT, h5py.h5z.FILTER_SCALEOFFSET}
-    ids = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
-    return bool(ids - builtin) or hdf5plugin.Bitshuffle.filter_id in ids
+    filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+    for filter_id, _, values, _ in filters:
+        if filter_id == hdf5plugin.Bitshuffle.filter_id and values[4:5] == (_BITSHUFFLE_ZSTD,):
+            return "zstd"
+    return "plugin" if {f[0] for f in filters} - builtin else None
 
 
-def _global_lines(info: dict[str, Any], source: Geometry | None, clen: float | None) -> list[str]:
+def _global_lines(info: dict[str, Any], source: Geometry | None, clen: float | None,
+                  coffsets: dict[str, float]) -> list[str]:
     lines = []
     energy = source.globals.get("photon_energy") if source is not None else None
     if info["has_energy"]:
@@ -171,13 +317,14 @@ def _global_lines(info: dict[str, Any], source: Geometry | None, clen: float | N
         lines.append(f"photon_energy = {energy.text}")
     else:
         lines.append("photon_energy = 9500 ; FIXME: no photon energy recorded: the beam's, in eV")
-    lines.append(_clen_line(info, source, clen))
+    lines.append(_clen_line(info, source, clen, coffsets))
     if source is not None and "bandwidth" in source.globals:
         lines.append(f"bandwidth = {source.globals['bandwidth'].text}")
     return lines
 
 
-def _clen_line(info: dict[str, Any], source: Geometry | None, clen: float | None) -> str:
+def _clen_line(info: dict[str, Any], source: Geometry | None, clen: float | None,
+               coffsets: dict[str, float]) -> str:
     if clen is not None:
         return f"clen = {clen:g}"
     given = source.globals.get("clen") if source is not None else None
@@ -187,7 +334,12 @@ def _clen_line(info: dict[str, Any], source: Geometry | None, clen: float | None
         return f"clen = {CLEN_PATH} {info['clen_units']}"
     note = (f" (the source geometry's {given.text!r} is not in this file)" if given is not None
             else "")
-    return f"clen = 0.1 ; FIXME: the detector distance in metres (or geom --clen){note}"
+    coffset = float(np.median(list(coffsets.values()))) if coffsets else 0.0
+    placeholder = PLACEHOLDER_DISTANCE - coffset
+    offset_note = (f", minus coffset {coffset:g}: camera length {PLACEHOLDER_DISTANCE:g} m"
+                   if coffset else "")
+    return (f"clen = {placeholder:.6g} ; FIXME: the detector distance in metres{offset_note} "
+            f"(or geom --clen){note}")
 
 
 def _source_panels(source: Geometry) -> list[str]:

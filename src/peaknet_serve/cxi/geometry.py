@@ -53,6 +53,8 @@ _CSPAD_NAME = re.compile(r"^q(\d+)a(\d+)$")
 _DIRECTION = re.compile(r"([+-]?(?:[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]+)?)?)([xyz])")
 _EXTENT_KEYS = ("min_fs", "max_fs", "min_ss", "max_ss")
 _REQUIRED = (*_EXTENT_KEYS, "corner_x", "corner_y", "fs", "ss")
+#: Panel properties that CrystFEL reads as numbers.
+_NUMERIC = ("res", "coffset", "adu_per_eV", "adu_per_photon", "max_adu")
 
 
 @dataclass
@@ -116,7 +118,32 @@ def read_geometry(path: str | Path) -> Geometry:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"geometry file {str(path)!r} cannot be read: {exc}") from exc
-    return parse_geometry(text, source=str(path))
+    geometry = parse_geometry(text, source=str(path))
+    _check_mask_files(geometry)
+    return geometry
+
+
+def _check_mask_files(geometry: Geometry) -> None:
+    """Refuse a mask file that is not here or not HDF5: indexamajig would stop on it."""
+    checked: set[tuple[str, str]] = set()
+    for name in geometry.panels:
+        for mask in geometry.masks(name).values():
+            file, data = mask.get("file"), mask.get("data")
+            if file is None or (file.text, data.text if data else "") in checked:
+                continue
+            checked.add((file.text, data.text if data else ""))
+            path = mask_file_path(geometry, file.text)
+            if not path.is_file():
+                raise ConfigError(f"{geometry.where(file)}: mask file {str(path)!r} cannot be "
+                                  "read: no such file")
+            if not h5py.is_hdf5(path):
+                raise ConfigError(f"{geometry.where(file)}: mask file {str(path)!r} is not an "
+                                  "HDF5 file")
+            if data is not None:
+                with h5py.File(path, "r") as handle:
+                    if data.text not in handle:
+                        raise ConfigError(f"{geometry.where(data)}: no dataset {data.text!r} in "
+                                          f"the mask file {str(path)!r}")
 
 
 def parse_geometry(text: str, *, source: str = "geometry") -> Geometry:
@@ -156,6 +183,16 @@ def parse_geometry(text: str, *, source: str = "geometry") -> Geometry:
             raise ConfigError(f"{source}: panel {name} lacks {missing}")
         for key in (*_EXTENT_KEYS, "corner_x", "corner_y"):
             _number(geometry, props[key])
+        for key in _NUMERIC:
+            if key in props:
+                _number(geometry, props[key])
+        for low, high in (("min_fs", "max_fs"), ("min_ss", "max_ss")):
+            if _number(geometry, props[low]) > _number(geometry, props[high]):
+                raise ConfigError(f"{geometry.where(props[low])}: {name}/{low} is above "
+                                  f"{name}/{high} ({props[high].text})")
+        if "res" in props and _number(geometry, props["res"]) <= 0:
+            raise ConfigError(f"{geometry.where(props['res'])}: res (pixels per metre) must be "
+                              "above 0")
         for key in ("fs", "ss"):
             direction(props[key].text, geometry=geometry, value=props[key])
         _check_dims(geometry, props)
@@ -165,9 +202,29 @@ def parse_geometry(text: str, *, source: str = "geometry") -> Geometry:
                     f"{geometry.where(mask['data'])}: a mask inside the data files needs "
                     "mask_file = <its HDF5 file>: the service's CXI files hold no mask"
                 )
+    clen = geometry.globals.get("clen")
+    if clen is not None and not clen.text.startswith("/"):
+        _number(geometry, Value(clen.text.split()[0] if clen.text else "", clen.line))
+    _check_panels_apart(geometry)
     for name, props in geometry.bad_regions.items():
         _check_bad_region(geometry, name, props)
     return geometry
+
+
+def _check_panels_apart(geometry: Geometry) -> None:
+    """Refuse two panels that share pixels of the data (CrystFEL would read them twice)."""
+    names = list(geometry.panels)
+    extents = np.array([geometry.extent(name) for name in names])
+    for i, (fs0, fs1, ss0, ss1) in enumerate(extents[:-1]):
+        rest = extents[i + 1 :]
+        shared = ((rest[:, 0] <= fs1) & (rest[:, 1] >= fs0)
+                  & (rest[:, 2] <= ss1) & (rest[:, 3] >= ss0))
+        if shared.any():
+            other = names[i + 1 + int(np.argmax(shared))]
+            raise ConfigError(
+                f"{geometry.where(geometry.panels[other]['min_fs'])}: panel {other} overlaps "
+                f"panel {names[i]} in the data (fs {fs0}-{fs1}, ss {ss0}-{ss1})"
+            )
 
 
 def direction(text: str, *, geometry: Geometry | None = None, value: Value | None = None

@@ -53,9 +53,15 @@ def summarize(path: Path) -> dict[str, Any]:
     """Events, peaks per event, hits, photon energy range and image of one CXI file.
 
     A ``.cxi.inprogress`` file is opened without HDF5 file locking (its writer holds it open) and
-    read as far as the writer has flushed it; ``in_progress`` says so.
+    read as far as the writer has flushed it; ``in_progress`` says so. ``energy_nonfinite``
+    counts the events whose photon energy is NaN or infinite (CrystFEL cannot index them).
+
+    Raises:
+        OSError, KeyError, ValueError: not a readable CXI file written by peaknet-serve.
     """
     with h5py.File(path, "r", locking=False) as handle:
+        if f"{RESULT_PATH}/nPeaks" not in handle:
+            raise ValueError(f"not a peaknet-serve CXI file (no {RESULT_PATH}/nPeaks)")
         n_peaks = np.asarray(handle[f"{RESULT_PATH}/nPeaks"][()])
         hit_path = f"{RESULT_PATH}/hit"
         hit = np.asarray(handle[hit_path][()], dtype=bool) if hit_path in handle else None
@@ -86,6 +92,7 @@ def summarize(path: Path) -> dict[str, Any]:
         "hit_fraction": hits / offered if hits is not None and offered else None,
         "energy_min_eV": float(finite.min()) if finite.size else None,
         "energy_max_eV": float(finite.max()) if finite.size else None,
+        "energy_nonfinite": int(energy.size - finite.size) if energy is not None else 0,
         "image": image,
     }
 
@@ -124,6 +131,7 @@ def _total(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         "hit_fraction": sum(hits) / sum(offered) if known else None,
         "energy_min_eV": min(lows, default=None),
         "energy_max_eV": max(highs, default=None),
+        "energy_nonfinite": sum(s["energy_nonfinite"] for s in summaries),
     }
 
 
@@ -150,6 +158,8 @@ def _line(summary: dict[str, Any]) -> str:
         parts.append(f"energy {summary['energy_min_eV']:.1f}-{summary['energy_max_eV']:.1f} eV")
     else:
         parts.append("energy unknown")
+    if summary.get("energy_nonfinite"):
+        parts.append(f"energy not finite in {summary['energy_nonfinite']} events")
     image = summary.get("image")
     if image:
         shape = "x".join(str(v) for v in image["shape"])

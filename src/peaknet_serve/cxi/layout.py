@@ -75,6 +75,7 @@ class PanelLayout:
                         f"geometry {source!r}: panel {name} (fs {min_fs}-{max_fs}, ss "
                         f"{min_ss}-{max_ss}) lies outside the {height}x{width} frames"
                     )
+            _check_covered(geometry, (height, width))
             return cls((height, width), np.zeros((1, 2), int), (height, width), geometry.text, True)
         n_panels, height, width = frame_shape
         extents = panel_extents(geometry)
@@ -169,4 +170,20 @@ def _check_no_overlap(offsets: np.ndarray, panel_shape: tuple[int, int], source:
         raise ConfigError(
             f"geometry {source!r}: panels overlap in the 2-D array (two ASICs of one stack "
             "panel with different extents?)"
+        )
+
+
+def _check_covered(geometry: Geometry, frame_shape: tuple[int, int]) -> None:
+    """Refuse 2-D frames with pixels outside every panel: the geometry is of another detector
+    (or binning), and CrystFEL would ignore those pixels."""
+    covered = np.zeros(frame_shape, dtype=bool)
+    for name in geometry.panels:
+        min_fs, max_fs, min_ss, max_ss = geometry.extent(name)
+        covered[min_ss : max_ss + 1, min_fs : max_fs + 1] = True
+    if not covered.all():
+        rows, cols = np.nonzero(~covered)
+        raise ConfigError(
+            f"geometry {geometry.source!r}: its panels do not cover the {frame_shape[0]}x"
+            f"{frame_shape[1]} frames ({int((~covered).sum())} pixels outside every panel, "
+            f"e.g. ss {int(rows[0])} fs {int(cols[0])}): a geometry of another detector?"
         )

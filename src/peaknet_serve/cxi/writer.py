@@ -212,6 +212,14 @@ class CXIWriter:
                     "(name it in output.copy_large_fields to keep it)", key, array.shape[1:])
                 continue
             name = CLEN_KEY if key == config.clen_field else _dataset_key(key)
+            if name != CLEN_KEY and (flat := _flat_name(name)) != name:
+                self._warn_once(key, "metadata %r stored as %s/%s: a name with '/' or '..' "
+                                "would make nested groups", key, METADATA_GROUP, flat)
+                name = flat
+            if name in arrays:
+                self._warn_once(key, "metadata %r: not written, %s/%s is taken by another field",
+                                key, METADATA_GROUP, name)
+                continue
             arrays[name] = array
         return arrays
 
@@ -477,6 +485,13 @@ def _dataset_key(metadata_key: str) -> str:
     CrystFEL and OM read, every other key keeps its own name."""
     key = metadata_key.strip("/")
     return PHOTON_ENERGY_KEY if key == DECODED_ENERGY_KEY else key
+
+
+def _flat_name(name: str) -> str:
+    """``name`` as one HDF5 link name: '/' and anything but letters, digits, '_', '.', '-' become
+    '_', and so does every run of dots of two or more."""
+    flat = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip("/")))
+    return flat if flat not in ("", ".") else "_"
 
 
 def _key_of(path: str) -> str:

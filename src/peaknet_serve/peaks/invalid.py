@@ -252,9 +252,8 @@ class PixelScreen:
             except ConfigError as exc:
                 if frame_shape not in self._misfits:  # logged once per shape, raised every time
                     self._misfits.add(frame_shape)
-                    logger.error(
-                        "frames of shape %s fail as %s: %s", frame_shape, BAD_PIXEL_MASK, exc
-                    )
+                    logger.error("frames of shape %s fail: their bad pixels do not fit: %s",
+                                 frame_shape, exc)
                 raise
             self._good[frame_shape] = None if bad is None else ~bad
         return self._good[frame_shape]

@@ -5,8 +5,9 @@ Every decoded batch goes through ``peaks.PixelScreen`` (NaN/inf, ``flag_morethan
 the model leaves out of its normalisation and the peak finder out of every peak. Frames with no
 valid pixel, or more invalid ones than ``peaks.max_invalid_fraction``, are taken out of the
 batch and failed as ``invalid_pixels`` (the ingress quarantines them); the rest go on. A batch
-that ``peaks.bad_pixel_mask`` does not fit fails whole as ``bad_pixel_mask``. The
-number of masked pixels of every frame goes to ``/metrics``.
+that ``peaks.bad_pixel_mask`` does not fit fails whole as ``bad_pixel_mask``, one that the
+geometry (``output.geometry_file``) does not fit as ``geometry`` (``MISFIT``). The number of
+masked pixels of every frame goes to ``/metrics``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from peaknet_serve.wire import FrameBatch
 __all__ = [
     "BAD_PIXEL_MASK",
     "INVALID_PIXELS",
+    "MISFIT",
     "MaskedPixelMetrics",
     "ScreenedBatch",
     "screen_batch",
 ]
+
+#: Failure reason of frames that the configured geometry does not fit.
+MISFIT = "geometry"
 
 FRACTION_BUCKETS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
