@@ -73,11 +73,6 @@ class NngSource:
     def is_open(self) -> bool:
         return self._sock is not None
 
-    @property
-    def socket(self) -> pynng.Pull0 | None:
-        """The open socket (for ``wire.peer_watch``), None until ``open``."""
-        return self._sock
-
     async def open(self) -> None:
         cfg = self.config
         sock = pynng.Pull0(
@@ -137,11 +132,6 @@ class ZmqSource:
     @property
     def is_open(self) -> bool:
         return self._sock is not None
-
-    @property
-    def socket(self) -> zmq.asyncio.Socket | None:
-        """The open socket (for ``wire.peer_watch``), None until ``open``."""
-        return self._sock
 
     async def open(self) -> None:
         cfg = self.config
