@@ -15,22 +15,7 @@ from peaknet_serve.crystfel import (
     peaks_on_reflections,
     simulate_patterns,
 )
-
-GEOMETRY = """photon_energy = 9500
-clen = 0.08
-res = 11235.955
-adu_per_photon = 1
-data = /data/data
-
-p0/min_fs = 0
-p0/max_fs = 511
-p0/min_ss = 0
-p0/max_ss = 511
-p0/corner_x = -256
-p0/corner_y = -256
-p0/fs = x
-p0/ss = y
-"""
+from tests.test_crystfel_cxi import SIM_GEOMETRY
 
 
 def test_simulated_lysozyme_frames_are_indexed_and_their_peaks_lie_on_reflections(
@@ -38,7 +23,7 @@ def test_simulated_lysozyme_frames_are_indexed_and_their_peaks_lie_on_reflection
 ) -> None:
     monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
     geometry = Path("det.geom")
-    geometry.write_text(GEOMETRY)
+    geometry.write_text(SIM_GEOMETRY)
     cell = LYSOZYME.write(Path("lyso.cell"))
     frames = simulate_patterns(crystfel, cell, geometry, Path("frames"), 3)
     with h5py.File(frames[0]) as f:
