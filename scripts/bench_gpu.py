@@ -759,6 +759,30 @@ def _print_row(row: Row) -> None:
     )
 
 
+def _ratios(rows: list[Row]) -> list[str]:
+    """Each service row over the fastest engine (f32 input) and compiled model row of its shape
+    in the same run: issue 16's "service >= 95% of the engine"."""
+    lines = []
+    for service in (r for r in rows if r.part == "service"):
+        for part, picks in (("engine", "f32 in"), ("model", "")):
+            same = [
+                r.frames_per_s
+                for r in rows
+                if r.part == part
+                and r.shape == service.shape
+                and picks in r.variant
+                and "eager" not in r.variant
+                and r.frames_per_s
+            ]
+            if same:
+                ratio = service.frames_per_s / max(same)
+                lines.append(
+                    f"ratio     {service.shape:9} {service.variant:34} / fastest {part}: "
+                    f"{ratio:.1%} ({service.frames_per_s:.1f} / {max(same):.1f})"
+                )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -789,6 +813,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'part':9} {'shape':9} {'variant':34} {'batch':>5} {'frames/s':>9}  note")
     for row in rows:
         _print_row(row)
+    for line in _ratios(rows):
+        print(line)
     with open(os.path.join(args.out, "bench_gpu.json"), "w") as fh:
         json.dump({"card": card, "torch": torch.__version__, "rows": [asdict(r) for r in rows]}, fh)
     return 0
