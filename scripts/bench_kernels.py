@@ -10,12 +10,12 @@ Parts (``--parts``), in this order:
              against the plain model's (TF32 off); fp32 masks against those of the code before
              issue 16; bf16 masks (fused and plain) against both fp32 masks
     dwconv   one block's dwconv + LayerNorm at each stage shape, batch --batch: cuDNN
-             (channels_last, and NCHW conv alone), compiled plain, and the fused kernel autotuned
-             and at each of its configs; milliseconds and GB/s against the memory floor (read
-             once, write once)
+             (channels_last, and NCHW conv alone), compiled plain, and the fused kernel at a few
+             tile sizes; milliseconds and GB/s against the memory floor (read once, write once)
     model    the bare standard model, compiled --mode, bf16 channels_last: the code before
              (--before: reference head order, cuDNN dwconv, BiFPN 1x1 depthwise conv not folded),
-             and the new code with the fused kernel at --stages and at each --model-stages set
+             the new code with the fused kernel at --stages without and with the BiFPN fold, and
+             at all stages
     engine   InferenceEngine from float32 host arrays, compiled --mode, bf16, fused kernel at
              --stages (and at each --engine-stages set)
     profile  torch.profiler of the compiled model, fused kernel at --stages: top CUDA kernels
@@ -55,11 +55,11 @@ from peaknet_serve.model.backbone import Block  # noqa: E402
 STAGES = [(96, 4), (192, 8), (384, 16), (768, 32)]
 """(channels, stride) of the standard preset's four backbone stages."""
 
-rows: list[tuple[str, str, float, str]] = []
+ROWS: list[tuple[str, str, float, str]] = []
 
 
 def row(part: str, what: str, value: float, note: str = "") -> None:
-    rows.append((part, what, value, note))
+    ROWS.append((part, what, value, note))
     print(f"{part:8} {what:48} {value:10.3f}  {note}", flush=True)
 
 
@@ -107,27 +107,13 @@ def _plain(block: Block, x: torch.Tensor) -> torch.Tensor:
     return block.layernorm(block.dwconv(x).permute(0, 2, 3, 1))
 
 
-def _fused(block: Block, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
+def _fused(block: Block, x: torch.Tensor, **knobs: int) -> torch.Tensor:
     from peaknet_serve.model.kernels import launch_dwconv_layernorm
 
     ln = block.layernorm
     return launch_dwconv_layernorm(
-        x, block.dwconv.weight, block.dwconv.bias, ln.weight, ln.bias, ln.eps, config=config
+        x, block.dwconv.weight, block.dwconv.bias, ln.weight, ln.bias, ln.eps, **knobs
     )
-
-
-@contextlib.contextmanager
-def _one_config() -> Iterator[None]:
-    """The autotuner left one config (its first): the checks compile each shape once."""
-    from peaknet_serve.model import kernels
-
-    saved = kernels._autotuned_kernel.configs
-    kernels._autotuned_kernel.configs = saved[:1]
-    try:
-        yield
-    finally:
-        kernels._autotuned_kernel.configs = saved
-        kernels._autotuned_kernel.cache.clear()
 
 
 def check(args: argparse.Namespace) -> None:
@@ -135,8 +121,7 @@ def check(args: argparse.Namespace) -> None:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        with _one_config():
-            _check(args)
+        _check(args)
     finally:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -207,12 +192,8 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def dwconv(args: argparse.Namespace) -> None:
-    from peaknet_serve.model import kernels
-
     for channels, stride in STAGES:
         _dwconv_stage(channels, args.size // stride, args.batch)
-    for key, config in kernels._autotuned_kernel.cache.items():
-        print(f"autotuned {key}: {config}", flush=True)
 
 
 def _dwconv_stage(channels: int, size: int, batch: int) -> None:
@@ -227,16 +208,10 @@ def _dwconv_stage(channels: int, size: int, batch: int) -> None:
         "cuDNN NCHW conv alone": lambda: block.dwconv(x_nchw),
         "compiled plain": lambda: compiled(x),
     }
-    from peaknet_serve.model.kernels import CONFIGS, channel_tiles
-
-    variants["fused, autotuned"] = lambda: _fused(block, x)
-    lanes = channel_tiles(channels)[1]
-    for cfg in CONFIGS:
-        if cfg.kwargs["tile"] < lanes:
-            continue
-        knobs = {**cfg.kwargs, "num_warps": cfg.num_warps}
-        name = "fused " + " ".join(f"{k} {v}" for k, v in knobs.items())
-        variants[name] = lambda k=knobs: _fused(block, x, k)
+    for tile, warps in ((2048, 4), (4096, 4), (4096, 8), (8192, 8)):
+        variants[f"fused tile {tile} warps {warps}"] = lambda t=tile, w=warps: _fused(
+            block, x, tile_elements=t, num_warps=w
+        )
     label = f"{channels}x{size}x{size} b{batch}"
     with torch.inference_mode():
         for name, step in variants.items():
@@ -261,15 +236,17 @@ def _model_variants(args: argparse.Namespace) -> dict[str, tuple[Callable, bool]
             lambda x: reference_head_order(base, x),
             True,
         )
-    for stages in dict.fromkeys([args.stages, *args.model_stages]):
-        fused = copy.deepcopy(base)
-        kernels.use_fused_kernels(fused, stages)
-        variants[f"new head, fused {_stages(stages)}, BiFPN fold"] = (fused, False)
+    for stages in dict.fromkeys([args.stages, ALL_STAGES]):
+        for unfolded in (True, False) if stages == args.stages else (False,):
+            fused = copy.deepcopy(base)
+            kernels.use_fused_kernels(fused, stages)
+            fold = "no fold" if unfolded else "BiFPN fold"
+            variants[f"new head, fused {_stages(stages)}, {fold}"] = (fused, unfolded)
     return variants
 
 
 def _stages(stages: tuple[int, ...]) -> str:
-    return "stages " + (",".join(map(str, stages)) or "none")
+    return "stages " + ",".join(map(str, stages))
 
 
 def model(args: argparse.Namespace) -> None:
@@ -369,20 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="default", help="torch.compile mode")
     parser.add_argument("--before", action="store_true", help="model part: the code before too")
     parser.add_argument(
-        "--stages", default="0123", help="backbone stages of the fused kernel (engine default)"
+        "--stages", default="1", help="backbone stages of the fused kernel (engine default: 1)"
     )
     parser.add_argument(
         "--engine-stages", default="", help="engine part: more stage sets, e.g. '0123,'"
-    )
-    parser.add_argument(
-        "--model-stages", default="0123", help="model part: more stage sets, e.g. '0123,'"
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per row")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args(argv)
     args.stages = tuple(int(c) for c in args.stages.replace(",", ""))
     args.engine_stages = [tuple(int(c) for c in s) for s in args.engine_stages.split(",") if s]
-    args.model_stages = [tuple(int(c) for c in s) for s in args.model_stages.split(",")]
     if not torch.cuda.is_available():
         print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
         return 1
@@ -396,10 +369,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"part {part} FAILED: {exc!r}", flush=True)
             row(part, "FAILED", float("nan"), repr(exc)[:80])
     print(f"\n== {card}, torch {torch.__version__} ==")
-    for part, what, value, note in rows:
+    for part, what, value, note in ROWS:
         print(f"{part:8} {what:48} {value:10.3f}  {note}")
     with open(os.path.join(args.out, "bench_kernels.json"), "w") as fh:
-        json.dump({"card": card, "torch": torch.__version__, "rows": rows}, fh)
+        json.dump({"card": card, "torch": torch.__version__, "rows": ROWS}, fh)
     return 0
 
 
