@@ -99,7 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--layouts",
         default="",
-        help="service part: runs as GPUSxINGRESSES, e.g. 1x1,2x2 (default: all GPUs x 1). With "
+        help="service part: runs as GPUSxINGRESSES, e.g. 1x1,2x2 (default: all GPUs x the "
+        "ingresses of deployments/gpu-node.yaml). With "
         "several ingresses the pushers listen and every ingress dials every pusher "
         "(deployments/multi-gpu.yaml)",
     )
@@ -571,12 +572,23 @@ async def _known_during_new(
 
 def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
     """Pushers -> ingress -> PeakNet -> writers on this host, once per --layouts entry."""
-    layouts = args.layouts or f"{torch.cuda.device_count()}x1"
+    layouts = args.layouts or f"{torch.cuda.device_count()}x{_default_ingresses()}"
     rows = []
     for layout in layouts.split(","):
         gpus, ingresses = (int(n) for n in layout.split("x"))
         rows.append(_service_run(args, shape, batch, gpus, ingresses))
     return rows
+
+
+def _default_ingresses() -> int:
+    """Ingress replicas in deployments/gpu-node.yaml (the default layout's per-GPU count)."""
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "deployments", "gpu-node.yaml")) as fh:
+        config = yaml.safe_load(fh)
+    (ingress,) = (d for d in config["applications"][0]["deployments"] if d["name"] == "Ingress")
+    return int(ingress["num_replicas"])
 
 
 def _service_run(
