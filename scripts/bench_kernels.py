@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_gpu  # noqa: E402  (the shared helpers: frames, timing, engine driver, profiles)
+import benchlib  # noqa: E402  (the shared helpers: frames, timing, engine driver, profiles)
 
 from peaknet_serve.model import (  # noqa: E402
     InputConfig,
@@ -159,8 +159,8 @@ def _check(args: argparse.Namespace) -> None:
     row("check", "fused vs float64, worst bf16 (rel. L2)", worst[torch.bfloat16])
     assert worst[torch.float32] < 1e-5 and worst[torch.bfloat16] < 1e-2, worst
 
-    frames = torch.from_numpy(bench_gpu._frames(4, (side, side), seed=1)).cuda()
-    base = bench_gpu._model(args).cuda()
+    frames = torch.from_numpy(benchlib.frames(4, (side, side), seed=1)).cuda()
+    base = benchlib.build_model(args.preset).cuda()
     with torch.inference_mode():
         x, _ = prepare_batch(frames, InputConfig(), torch.float32)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -215,7 +215,7 @@ def _dwconv_stage(channels: int, size: int, batch: int) -> None:
     label = f"{channels}x{size}x{size} b{batch}"
     with torch.inference_mode():
         for name, step in variants.items():
-            ms = 1e3 * bench_gpu._time_gpu(step, 0.5)
+            ms = 1e3 * benchlib.time_gpu(step, 0.5)
             gbs = floor_bytes / ms / 1e6
             row("dwconv", f"{label} {name}", ms, f"ms; {gbs:.0f} GB/s (floor bytes)")
 
@@ -227,7 +227,7 @@ def _model_variants(args: argparse.Namespace) -> dict[str, tuple[Callable, bool]
     """name -> (function of the input, run inside ``_unfolded_bifpn``)."""
     import peaknet_serve.model.kernels as kernels
 
-    base = bench_gpu._model(args).to(
+    base = benchlib.build_model(args.preset).to(
         device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last
     )
     variants: dict[str, tuple[Callable, bool]] = {}
@@ -250,7 +250,7 @@ def _stages(stages: tuple[int, ...]) -> str:
 
 
 def model(args: argparse.Namespace) -> None:
-    frames = torch.from_numpy(bench_gpu._frames(args.batch, (args.size, args.size))).cuda()
+    frames = torch.from_numpy(benchlib.frames(args.batch, (args.size, args.size))).cuda()
     x, _ = prepare_batch(frames, InputConfig(), torch.bfloat16)
     x = x.contiguous(memory_format=torch.channels_last)
     for name, (fn, unfolded) in _model_variants(args).items():
@@ -264,7 +264,7 @@ def model(args: argparse.Namespace) -> None:
             compiled(x)
             torch.cuda.synchronize()
             first = time.perf_counter() - start
-            per = bench_gpu._time_gpu(lambda c=compiled: c(x), args.seconds)
+            per = benchlib.time_gpu(lambda c=compiled: c(x), args.seconds)
         row("model", f"{args.mode} {name}", args.batch / per, f"frames/s; compile {first:.0f} s")
         del compiled
         torch.cuda.empty_cache()
@@ -273,7 +273,7 @@ def model(args: argparse.Namespace) -> None:
 def engine(args: argparse.Namespace) -> None:
     from peaknet_serve.engine import EngineConfig, InferenceEngine
 
-    host = bench_gpu._frames(args.batch, (args.size, args.size))
+    host = benchlib.frames(args.batch, (args.size, args.size))
     for stages in dict.fromkeys([args.stages, *args.engine_stages]):
         config = EngineConfig(
             device="cuda",
@@ -283,11 +283,11 @@ def engine(args: argparse.Namespace) -> None:
             batch_buckets=(args.batch,),
             copy_threads=8,
         )
-        eng = InferenceEngine.from_config(bench_gpu._model(args), config, InputConfig())
+        eng = InferenceEngine.from_config(benchlib.build_model(args.preset), config, InputConfig())
         start = time.perf_counter()
         eng.warmup((args.size, args.size), [args.batch])
         warm = time.perf_counter() - start
-        fps = asyncio.run(bench_gpu._drive(eng, host, args.seconds, 3))
+        fps = asyncio.run(benchlib.drive(eng, host, args.seconds, 3))
         name = f"{args.mode} bf16 fused {_stages(stages)}, f32 in"
         row("engine", name, fps, f"frames/s; warm-up {warm:.0f} s")
         eng.close()
@@ -296,42 +296,15 @@ def engine(args: argparse.Namespace) -> None:
 
 
 def profile(args: argparse.Namespace) -> None:
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    frames = torch.from_numpy(bench_gpu._frames(args.batch, (args.size, args.size))).cuda()
+    frames = torch.from_numpy(benchlib.frames(args.batch, (args.size, args.size))).cuda()
     x, _ = prepare_batch(frames, InputConfig(), torch.bfloat16)
     x = x.contiguous(memory_format=torch.channels_last)
     fn, _ = _model_variants(args)[f"new head, fused {_stages(args.stages)}, BiFPN fold"]
     compiled = torch.compile(fn, mode=args.mode, dynamic=False)
-    with torch.inference_mode():
-        for _ in range(3):
-            compiled(x)
-        torch.cuda.synchronize()
-        with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(3):
-                compiled(x)
-            torch.cuda.synchronize()
-    events = prof.key_averages()
-    total = sum(bench_gpu._device_us(e) for e in events) or 1.0
-    kinds: dict[str, float] = {}
-    for event in events:
-        kind = "fused dwconv+LN" if "dwconv_layernorm" in event.key else None
-        kind = kind or bench_gpu._kernel_kind(event.key)
-        kinds[kind] = kinds.get(kind, 0.0) + bench_gpu._device_us(event)
-    top = sorted(events, key=bench_gpu._device_us, reverse=True)[:25]
-    per_frame = total / 3e3 / args.batch
-    lines = [f"== profile {args.size}x{args.size} batch {args.batch}, {_stages(args.stages)} =="]
-    lines.append(f"GPU time {total / 3e3:.1f} ms per batch, {per_frame:.2f} ms per frame")
-    lines += [f"  {k:16} {v / total:6.1%}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])]
-    lines += [
-        f"{bench_gpu._device_us(e) / total:6.1%} {e.count // 3:5}x  {e.key[:90]}" for e in top
-    ]
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "profile_fused.txt"), "w") as fh:
-        fh.write(text + "\n")
-    print(text, flush=True)
-    row("profile", f"GPU ms per frame, fused {_stages(args.stages)}", per_frame)
+    title = f"{args.size}x{args.size} batch {args.batch}, {_stages(args.stages)}"
+    path = os.path.join(args.out, "profile_fused.txt")
+    per_batch = benchlib.profile_kernels(compiled, x, title=title, path=path)
+    row("profile", f"GPU ms per frame, fused {_stages(args.stages)}", per_batch / args.batch)
 
 
 PARTS = {"check": check, "dwconv": dwconv, "model": model, "engine": engine, "profile": profile}

@@ -1,0 +1,269 @@
+"""Benchmark the whole service on this host; with model and engine rows, all in one table.
+
+    python scripts/bench_service.py --shapes 1920x1920 --layouts 1x1,1x2 \
+        --service-output-dir /dev/shm
+    python scripts/bench_service.py --shapes 1920x1920 --parts model,engine,service --skip-fp32 \
+        --engine-precisions "" --layouts 1x2      # one run, one card: service/model ratio
+
+Parts (``--parts``, per shape):
+    service    the whole service (``peaknet-serve run`` on deployments/gpu-node.yaml, local Ray,
+               one PeakNet replica per GPU, --writers writers), once per --layouts entry:
+               --pushers synthetic LCLStreamer ranks push --service-frames frames at full speed;
+               frames/s settled (written or judged non-hit) in steady state, every frame
+               accounted for, CXI events counted. The standard preset has random weights here,
+               so the hit rule is off (every frame is written: the writers' worst case).
+    model, engine   bench_model.py's parts (its flags apply), for the ratio lines: each service
+               row over the fastest compiled model and engine rows of its shape in the same run.
+
+Needs Ray Serve, pynng and FastAPI besides torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_model  # noqa: E402
+import benchlib  # noqa: E402
+from benchlib import Row, label, print_row  # noqa: E402
+
+URL = "http://127.0.0.1:8000"
+
+
+def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
+    """Pushers -> ingress -> PeakNet -> writers on this host, once per --layouts entry."""
+    layouts = args.layouts or f"{torch.cuda.device_count()}x{_default_ingresses()}"
+    rows = []
+    for layout in layouts.split(","):
+        gpus, ingresses = (int(n) for n in layout.split("x"))
+        rows.append(_service_run(args, shape, batch, gpus, ingresses))
+    return rows
+
+
+def _gpu_node() -> dict:
+    with open(os.path.join(benchlib.ROOT, "deployments", "gpu-node.yaml")) as fh:
+        return yaml.safe_load(fh)
+
+
+def _default_ingresses() -> int:
+    """Ingress replicas in deployments/gpu-node.yaml (the default layout's per-GPU count)."""
+    deployments = _gpu_node()["applications"][0]["deployments"]
+    (ingress,) = (d for d in deployments if d["name"] == "Ingress")
+    return int(ingress["num_replicas"])
+
+
+def _service_run(
+    args: argparse.Namespace, shape: tuple[int, int], batch: int, gpus: int, ingresses: int
+) -> Row:
+    """One service run the way an operator starts it: frames/s settled in steady state."""
+    import httpx
+
+    from peaknet_serve.cxi.inspect_cli import summarize
+    from peaknet_serve.status_cli import settled
+
+    workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
+    config_path = os.path.join(workdir, "service.yaml")
+    with open(config_path, "w") as fh:
+        yaml.safe_dump(_service_config(args, shape, batch, workdir, gpus, ingresses), fh)
+    log_path = os.path.join(args.out, f"service-{label(shape)}-{gpus}x{ingresses}.log")
+    cli = [sys.executable, "-m", "peaknet_serve.cli"]
+    with open(log_path, "w") as log:
+        service = subprocess.Popen([*cli, "run", config_path], stdout=log, stderr=log)
+    try:
+        _wait_ready(service, timeout=900)
+        per_rank = args.service_frames // args.pushers
+        total = per_rank * args.pushers
+        pushers = [
+            subprocess.Popen(
+                [*cli, "--log-level=warning", "push", *_push_args(rank, ingresses > 1)]
+                + [f"--frames={per_rank}", f"--batch-size={batch}", "--shape"]
+                + [str(shape[0]), str(shape[1]), "--cycle=8", "--linger=60", "--no-progress"],
+                stdout=subprocess.DEVNULL,
+            )
+            for rank in range(args.pushers)
+        ]
+        samples = []
+        start = time.perf_counter()
+        while True:
+            answer = httpx.get(f"{URL}/status", timeout=30).json()
+            status = answer["service"] | {"gpu": answer["gpu"]}  # every ingress added up
+            done = status["hits_written"] + status["non_hits"] + status["failed"]
+            samples.append((time.perf_counter() - start, done))
+            if settled(answer, total):
+                break
+            if time.perf_counter() - start > 900:
+                raise RuntimeError(f"service did not settle {total} frames: {status}")
+            time.sleep(0.25)
+        for pusher in pushers:
+            pusher.wait(timeout=120)
+    finally:
+        service.send_signal(signal.SIGINT)  # drains, closes and renames the CXI files
+        service.wait(timeout=300)
+    events = sum(summarize(path)["events"] for path in Path(workdir, "out").glob("*.cxi"))
+    note = (
+        f"{total} frames: {status['hits_written']} written, {status['non_hits']} non-hits, "
+        f"{status['failed']} failed; {events} events in CXI files; "
+        f"GPU {status.get('gpu', {}).get('name', '?')}"
+    )
+    variant = (
+        f"{args.modes.split(',')[0]} {args.precisions.split(',')[0]}, {gpus} GPU, "
+        f"{ingresses} ingress"
+    )
+    row = Row("service", label(shape), variant, batch, _steady_rate(samples, total), note)
+    print_row(row)
+    shutil.rmtree(workdir, ignore_errors=True)  # CXI files of 1920x1920 frames fill a disk
+    return row
+
+
+def _push_args(rank: int, listen: bool) -> list[str]:
+    """One ingress listens for every rank; several dial each rank, which listens."""
+    address = _pusher_address(rank if listen else 0)
+    return [f"--address={address}", f"--mode={'listen' if listen else 'dial'}", f"--rank={rank}"]
+
+
+def _service_config(
+    args: argparse.Namespace,
+    shape: tuple[int, int],
+    batch: int,
+    workdir: str,
+    gpus: int,
+    ingresses: int,
+) -> dict[str, object]:
+    """deployments/gpu-node.yaml for this host: random weights, every frame written."""
+    config = _gpu_node()
+    config["http_options"]["host"] = "127.0.0.1"
+    app = config["applications"][0]
+    if ingresses > 1:
+        addresses = [_pusher_address(rank) for rank in range(args.pushers)]
+        source = {"transport": "nng", "mode": "dial", "addresses": addresses}
+    else:
+        source = {"transport": "nng", "mode": "listen", "addresses": [_pusher_address(0)]}
+    app["args"] |= {
+        "source": source,
+        "quarantine_dir": os.path.join(workdir, "quarantine"),
+        "model": {"preset": args.preset, "random_weights_seed": 0},
+        "hits": {"min_peaks": 0, "max_peaks": 10**9},
+    }
+    app["args"]["engine"] |= {
+        "precision": args.precisions.split(",")[0],
+        "compile": args.modes.split(",")[0],
+        "batch_buckets": sorted({1, 2, 4, 8, batch}),
+        "compile_cache_dir": args.cache_dir or os.path.join(workdir, "compile-cache"),
+    }
+    app["args"]["warmup"] = {"frame_shapes": [list(shape)], "batch_sizes": [batch]}
+    app["args"]["output"] |= {"output_dir": os.path.join(workdir, "out")}
+    for deployment in app["deployments"]:
+        if deployment["name"] == "Ingress":
+            deployment["num_replicas"] = ingresses
+        if deployment["name"] == "PeakNet":
+            deployment["num_replicas"] = gpus
+            deployment["user_config"]["max_batch_frames"] = batch
+        if deployment["name"] == "PeakFinderWriter":
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = args.writers
+    return config
+
+
+def _pusher_address(rank: int) -> str:
+    return f"tcp://127.0.0.1:{12321 + rank}"
+
+
+def _wait_ready(service: subprocess.Popen[bytes], timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise RuntimeError(f"the service exited with {service.returncode}; see its log")
+        try:
+            if httpx.get(f"{URL}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(f"the service was not ready after {timeout:.0f} s")
+
+
+def _steady_rate(samples: list[tuple[float, int]], total: int) -> float:
+    """Frames/s between 20% and 90% of ``total`` settled: no ramp-up, no tail."""
+    first = next(s for s in samples if s[1] >= 0.2 * total)
+    last = next(s for s in samples if s[1] >= 0.9 * total)
+    return (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
+
+
+def ratios(rows: list[Row]) -> list[str]:
+    """Each service row over the fastest engine (f32 input) and compiled model row of its shape
+    in the same run: issue 16's "service >= 95% of the engine"."""
+    lines = []
+    for service in (r for r in rows if r.part == "service"):
+        for part, picks in (("engine", "f32 in"), ("model", "")):
+            same = [
+                r.frames_per_s
+                for r in rows
+                if r.part == part
+                and r.shape == service.shape
+                and picks in r.variant
+                and "eager" not in r.variant
+                and r.frames_per_s
+            ]
+            if same:
+                ratio = service.frames_per_s / max(same)
+                lines.append(
+                    f"ratio     {service.shape:9} {service.variant:34} / fastest {part}: "
+                    f"{ratio:.1%} ({service.frames_per_s:.1f} / {max(same):.1f})"
+                )
+    return lines
+
+
+PARTS: dict[str, benchlib.Part] = {
+    "model": bench_model.bench_model,
+    "engine": bench_model.bench_engine,
+    "service": bench_service,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    benchlib.add_common_arguments(parser)
+    bench_model.add_arguments(parser)
+    parser.add_argument("--parts", default="service", help=", ".join(PARTS))
+    parser.add_argument("--service-frames", type=int, default=3200, help="frames in all")
+    parser.add_argument("--pushers", type=int, default=4, help="pusher ranks")
+    parser.add_argument("--writers", type=int, default=4, help="writer replicas")
+    parser.add_argument(
+        "--layouts",
+        default="",
+        help="runs as GPUSxINGRESSES, e.g. 1x1,2x2 (default: all GPUs x the ingresses of "
+        "deployments/gpu-node.yaml). With several ingresses the pushers listen and every "
+        "ingress dials every pusher (deployments/multi-gpu.yaml)",
+    )
+    parser.add_argument(
+        "--service-output-dir",
+        default="",
+        help="where CXI files go (a temp folder if ''; /dev/shm takes the disk out)",
+    )
+    parser.add_argument("--cache-dir", default="", help="compile cache (a temp folder if '')")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    card = benchlib.start(args)
+    if card is None:
+        return 1
+    rows = benchlib.run_parts(args, PARTS, args.parts.split(","))
+    benchlib.finish(args, card, rows, "bench_service", ratios(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The GPU benchmark scripts on the CPU: they import and answer --help, the service run's config
+is deployments/gpu-node.yaml adapted and still valid, and the rate and ratio arithmetic."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from peaknet_serve.config import load_service_config
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name: str) -> ModuleType:
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("name", ["bench_model", "bench_warmup", "bench_service", "bench_kernels"])
+def test_script_answers_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _script(name).main(["--help"])
+    assert exit_.value.code == 0
+    assert "--seconds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("layout", "mode"), [((1, 1), "listen"), ((2, 2), "dial")])
+def test_service_run_config_is_gpu_node_yaml_adapted_and_valid(
+    tmp_path: Path, layout: tuple[int, int], mode: str
+) -> None:
+    bench = _script("bench_service")
+    args = argparse.Namespace(
+        preset="peaknet-standard", precisions="bf16", modes="default", pushers=3, writers=5,
+        cache_dir="",
+    )
+    gpus, ingresses = layout
+    config = bench._service_config(args, (512, 512), 64, str(tmp_path), gpus, ingresses)
+    service = load_service_config(config)
+    assert service.source.mode == mode
+    ranks = range(1) if mode == "listen" else range(3)
+    addresses = [f"tcp://127.0.0.1:{12321 + rank}" for rank in ranks]
+    assert service.source.addresses == addresses
+    assert service.output.output_dir == str(tmp_path / "out")
+    assert service.engine.compile == "default" and service.engine.precision == "bf16"
+    assert 64 in service.engine.batch_buckets
+    replicas = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    assert replicas["Ingress"]["num_replicas"] == ingresses
+    assert replicas["PeakNet"]["num_replicas"] == gpus
+    assert replicas["PeakNet"]["user_config"]["max_batch_frames"] == 64
+    assert replicas["PeakFinderWriter"]["num_replicas"] == 5
+    assert "autoscaling_config" not in replicas["PeakFinderWriter"]
+
+
+def test_steady_rate_leaves_out_ramp_up_and_tail() -> None:
+    bench = _script("bench_service")
+    # 0-10 s: slow start; 10-20 s: 100 frames/s; then a slow tail.
+    samples = [(0.0, 0), (10.0, 100), (15.0, 600), (20.0, 1100), (40.0, 1200)]
+    assert bench._steady_rate(samples, 1000) == pytest.approx(100.0)
+
+
+def test_ratios_take_the_fastest_compiled_rows_of_the_same_shape() -> None:
+    bench = _script("bench_service")
+    row = _script("benchlib").Row
+    rows = [
+        row("model", "1920x1920", "eager bf16 CL", 16, 200.0),
+        row("model", "1920x1920", "default bf16 CL", 16, 80.0),
+        row("model", "512x512", "default bf16 CL", 64, 900.0),
+        row("engine", "1920x1920", "default bf16 f32 in", 16, 60.0),
+        row("engine", "1920x1920", "default bf16 f64 in", 16, 70.0),
+        row("service", "1920x1920", "default bf16, 1 GPU, 2 ingress", 16, 72.0),
+    ]
+    lines = bench.ratios(rows)
+    assert len(lines) == 2
+    assert "fastest engine: 120.0% (72.0 / 60.0)" in lines[0]
+    assert "fastest model: 90.0% (72.0 / 80.0)" in lines[1]
