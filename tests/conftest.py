@@ -1,4 +1,8 @@
-"""Shared fixtures: free ports, and one real local Ray cluster for the tests that need Serve."""
+"""Shared fixtures: free ports, and one real local Ray cluster for the tests that need Serve.
+
+Markers (pyproject.toml): a test that uses ``ray_cluster`` is marked ``cluster`` here; tests that
+start Ray another way carry the mark themselves. ``gpu`` tests are skipped without CUDA.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,21 @@ import pytest
 
 # Ray >= 2.59 enables token auth by default; the throwaway test cluster needs none.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    cuda: bool | None = None
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+        if item.get_closest_marker("gpu") is not None:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU: pytest -m gpu on one"))
 
 
 def free_port() -> int:
