@@ -27,6 +27,7 @@ FRAMES = 4
 WAVELENGTH_NM = 12.3984198 / 9.5 / 10  # 9.5 keV
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_lysozyme_pushed_to_serve_run_is_indexed_from_its_cxi_file(
     crystfel: CrystFEL, tmp_path: Path

@@ -176,6 +176,7 @@ def frame_requests_by_replica(cluster: dict[str, str]) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_the_app_runs_across_two_nodes_with_a_peaknet_replica_on_each(
     two_nodes: dict[str, str], tmp_path: Path

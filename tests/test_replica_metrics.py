@@ -59,6 +59,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_replica_metrics_reach_rays_prometheus_endpoint() -> None:
     """In a Ray of its own: on a node where Serve replicas already export these metrics (with

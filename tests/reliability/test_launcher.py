@@ -56,6 +56,7 @@ def test_importing_the_launcher_does_not_import_ray() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_sigterm_drains_in_flight_batches_and_leaves_complete_files(tmp_path: Path) -> None:
     port, http_port = free_port(), free_port()
