@@ -326,7 +326,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="reuse the images of this many frames under new event numbers (0 = all new): "
-        "making a 1920x1920 frame takes ~0.1 s of a core, too slow for a full-speed load test",
+        "making large frames takes more CPU than a full-speed load test can spend",
     )
     add("--no-progress", action="store_true", help="no progress bar")
 

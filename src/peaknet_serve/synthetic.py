@@ -105,8 +105,8 @@ class SyntheticFrames:
             units at low background, where the two differ most).
         cycle: reuse the content of this many frames (0: every frame is new). Event ``e`` then
             carries the image, spots and wavelength of event ``e % cycle`` under its own event
-            number and timestamp, so a load test is not limited by making frames (~10 frames/s
-            per core at 1920x1920).
+            number and timestamp, so a load test is not limited by making frames (slow at
+            1920x1920: docs/perf-notes.md).
     """
 
     def __init__(

@@ -1,11 +1,11 @@
 """Ahead-of-time compiled PeakNet: torch.export + AOTInductor packages, built in a child process.
 
 Why not torch.compile alone: Dynamo traces the model again in every process (a restart with a
-filled compile cache still took 30 s on an H100), and in torch 2.11 a new frame shape cannot be
-compiled on a thread while compiled graphs run. An AOTInductor package (``.pt2``: a shared
-library and the weights) is built once per (batch bucket, frame shape, model, GPU, torch) in a
-separate Python process, kept on disk, and loaded in well under a second. The replica keeps
-serving while a package builds; a restarted replica loads what is on disk.
+filled compile cache still takes tens of seconds: docs/perf-notes.md), and in torch 2.11 a new
+frame shape cannot be compiled on a thread while compiled graphs run. An AOTInductor package
+(``.pt2``: a shared library and the weights) is built once per (batch bucket, frame shape, model,
+GPU, torch) in a separate Python process, kept on disk, and loaded in well under a second. The
+replica keeps serving while a package builds; a restarted replica loads what is on disk.
 
 Run as ``python -m peaknet_serve.engine.aot SPEC.json`` it builds one package (the child).
 """

@@ -5,7 +5,7 @@ Triton kernels and autotuning results under ``TORCHINDUCTOR_CACHE_DIR`` (default
 ``/tmp/torchinductor_<user>``, lost on reboot and shared with every other job of the user). The
 graphs are keyed on the graph, input shapes, torch/Triton versions and GPU, so one directory can
 hold many models and shapes. Dynamo still traces the model again in a new process; what the cache
-saves is Inductor's code generation and Triton's kernel compilation, most of the ~50 s per shape.
+saves is Inductor's code generation and Triton's kernel compilation, most of the compile time.
 """
 
 from __future__ import annotations

@@ -46,10 +46,10 @@ class EngineConfig(Section):
         '(CUDA graphs; on a CPU it falls back to default) or "aot" (torch.export + AOTInductor '
         "packages built in a child process and kept in compile_cache_dir/aot: a restart loads "
         "them instead of compiling, and a frame shape that was not warmed up is built in the "
-        'background while its batches run uncompiled). On an H100 "default" doubles the standard '
-        "model (35 -> 68.5 frames/s at 1920x1920) while reduce-overhead gave 44.8 in the engine. "
-        "Every (batch bucket, frame shape) pair compiles once (~35-60 s each for the standard "
-        "model).",
+        'background while its batches run uncompiled). "default" ran the standard model '
+        "fastest on a GPU; reduce-overhead was slower in the engine (docs/perf-notes.md). Every "
+        "(batch bucket, frame shape) pair compiles once, at warm-up (tens of seconds each for "
+        "the standard model).",
     )
     num_buffers: int = Field(
         default=3,
@@ -69,7 +69,7 @@ class EngineConfig(Section):
         ge=1,
         le=64,
         description="Threads that copy frames from numpy into the pinned staging buffers "
-        "(one numpy copy runs at ~5 GB/s per core).",
+        "(each copy keeps one core busy).",
     )
     poll_interval_s: float = Field(
         default=0.0005,
@@ -89,8 +89,7 @@ class EngineConfig(Section):
     cudnn_benchmark: bool = Field(
         default=True,
         description="Let cuDNN time its convolution algorithms for each new shape: the first "
-        "batch of a shape is slower, later ones ~30% faster for the compiled standard model on an "
-        "H100 (53.7 -> 69.3 frames/s at 1920x1920).",
+        "batch of a shape is slower, later ones faster (docs/perf-notes.md).",
     )
 
     compile_cache_dir: Path | None = Field(
@@ -152,8 +151,8 @@ class WarmupConfig(Section):
     batch_sizes: list[int] = Field(
         default_factory=lambda: [16],
         description="Batch sizes to run for each warm-up shape (each warms the batch bucket that "
-        "holds it, ~50 s each for the standard model). A smaller batch runs padded in a larger "
-        "warm bucket; a batch with no warm bucket runs uncompiled.",
+        "holds it, tens of seconds each for the standard model). A smaller batch runs padded in "
+        "a larger warm bucket; a batch with no warm bucket runs uncompiled.",
     )
     fixed_shapes: bool = Field(
         default=False,

@@ -17,7 +17,7 @@ slots, batch k+1 is copied in while batch k computes and batch k-1 is copied out
 path synchronises the device. The CPU path runs the same steps without streams or pinned memory.
 
 Compiled engines run a batch compiled only when its (bucket, frame shape) is warm; other batches
-run the same model eagerly rather than stop the launcher for a ~50 s compile
+run the same model eagerly rather than stop the launcher for a compile
 (``shapes.ShapeGate``). With ``compile="aot"`` such a pair's package is built meanwhile in a child
 process and used once loaded (``aot``). On a GPU the engine pins its threads near the GPU first
 (``affinity``) and points torch.compile at a persistent cache (``compile_cache``).
@@ -311,7 +311,7 @@ class InferenceEngine:
         """Compile (and record CUDA graphs) for ``frame_shape`` at every bucket ``batch_sizes`` use.
 
         Call before taking traffic: the first batch of each new (bucket, shape) otherwise pays
-        the compilation (~50 s per shape for the standard model on an H100) and cuDNN's
+        the compilation (tens of seconds per shape for the standard model) and cuDNN's
         algorithm search. Blocks until done.
 
         Args:

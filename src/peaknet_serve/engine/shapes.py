@@ -1,11 +1,11 @@
 """Which (batch bucket, frame shape) pairs are compiled, and what a batch of any other pair does.
 
-torch.compile builds one graph per (bucket, height, width): ~50 s for the standard model on an
-H100. Compiled on the launcher thread, a new frame shape would stop every batch behind it, and in
+torch.compile builds one graph per (bucket, height, width), tens of seconds each for the standard
+model. Compiled on the launcher thread, a new frame shape would stop every batch behind it, and in
 torch 2.11 it cannot be compiled on another thread while compiled graphs run (dynamo's FX-tracing
 flag is process-wide: the running graphs fail). So a batch whose pair is not warm runs at a larger
 bucket that is warm for its shape (padding is cheaper than waiting) or, failing that, runs the
-model eagerly: slower for that shape (35 vs 68 frames/s for the standard model at 1920x1920),
+model eagerly: slower for that shape (docs/perf-notes.md),
 while batches of warm pairs are never held up. With ``fixed`` shapes an unknown frame shape is
 rejected instead. Add a shape that stays to ``warmup.frame_shapes``. With ahead-of-time packages
 the engine builds the pair's package in a child process meanwhile (``on_new_eager_pair``) and

@@ -81,8 +81,8 @@ def summarize_batch(
         judged: ``(frame index, peaks, is_hit)`` for each frame that was judged (what
             ``PeakStage.process`` builds).
         timestamps: the frames' timestamps (metadata ``timestamp``), for the last hit's label.
-        thumbnail: include the last hit's image (about 10 ms for a 1920 x 1920 frame, the
-            rest takes well under 1 ms: ``scripts/bench_live.py``).
+        thumbnail: include the last hit's image (most of the time this takes:
+            ``scripts/bench_live.py``).
     """
     counts = [int(peaks.n_found) for _, peaks, _ in judged]
     radius: list[np.ndarray] = []

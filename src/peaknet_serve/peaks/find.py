@@ -1,10 +1,10 @@
 """Peaks from a segmentation mask: 8-connected components per panel, measured without a loop.
 
 Components are labelled with OpenCV's ``connectedComponents`` (8-connectivity, one call per
-panel): 2.7 ms on a 1920x1920 mask against 8 ms for ``scipy.ndimage.label`` on one core (see
-``scripts/bench_peaks.py``). Everything after labelling touches only the mask's pixels: their
-flat indices (``numpy.flatnonzero`` of the boolean mask) and per-component sums with
-``numpy.bincount``, so the cost grows with the number of peak pixels, not with the frame.
+panel), faster than ``scipy.ndimage.label`` (``scripts/bench_peaks.py``; docs/perf-notes.md).
+Everything after labelling touches only the mask's pixels: their flat indices
+(``numpy.flatnonzero`` of the boolean mask) and per-component sums with ``numpy.bincount``, so
+the cost grows with the number of peak pixels, not with the frame.
 """
 
 from __future__ import annotations
