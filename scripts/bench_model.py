@@ -141,33 +141,36 @@ def bench_engine(args: argparse.Namespace, shape: tuple[int, int], batch: int) -
 
 
 def bench_agreement(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
-    """Fraction of pixels where bf16/fp16 masks equal fp32 masks (same random-init weights)."""
-    frames = torch.from_numpy(benchlib.frames(min(batch, 4), shape, seed=1)).cuda()
-    base = benchlib.build_model(args.preset).cuda()
-    rows = []
-    with torch.inference_mode():
-        reference = predict_mask(base, frames, InputConfig(), torch.float32)
-        for name in ("bf16", "fp16"):
-            model = copy.deepcopy(base).to(dtype=DTYPES[name], memory_format=torch.channels_last)
-            masks = predict_mask(model, frames, InputConfig(), DTYPES[name])
-            equal = float((masks == reference).float().mean())
-            note = f"fp32 peak fraction {float(reference.float().mean()):.4f}"
-            variant = f"{name} vs fp32 equal {equal:.6f}"
-            rows.append(Row("agreement", label(shape), variant, frames.shape[0], 0, note))
-            print_row(rows[-1])
-    return rows + _demo_agreement(shape)
-
-
-def _demo_agreement(shape: tuple[int, int]) -> list[Row]:
-    """The shipped demo model on synthetic frames with spots (what it was trained on)."""
+    """Fraction of pixels where bf16/fp16 masks equal fp32 masks: random-init --preset on
+    synthetic frames, then the shipped demo model on synthetic hits (what it was trained on)."""
     from peaknet_serve.config import ModelSection
     from peaknet_serve.pipeline import load_model
     from peaknet_serve.synthetic import SyntheticFrames
 
+    rows = []
+    frames = torch.from_numpy(benchlib.frames(min(batch, 4), shape, seed=1)).cuda()
+    for name, equal, _, peaks in _agreement(benchlib.build_model(args.preset).cuda(), frames):
+        note = f"fp32 peak fraction {peaks:.4f}"
+        variant = f"{name} vs fp32 equal {equal:.6f}"
+        rows.append(Row("agreement", label(shape), variant, frames.shape[0], 0, note))
+        print_row(rows[-1])
     images, _ = SyntheticFrames(shape=shape, peaks=30, hit_fraction=1.0, seed=5).batch(0, 8)
     frames = torch.from_numpy(images).cuda()
-    base = load_model(ModelSection(weights="builtin:peaknet-demo")).cuda()
-    rows = []
+    demo = load_model(ModelSection(weights="builtin:peaknet-demo")).cuda()
+    for name, equal, differ, _ in _agreement(demo, frames):
+        note = f"demo model, {differ} of {frames.numel()} pixels differ"
+        variant = f"demo {name} vs fp32 equal {equal:.6f}"
+        rows.append(Row("agreement", label(shape), variant, 8, 0, note))
+        print_row(rows[-1])
+    return rows
+
+
+def _agreement(
+    base: torch.nn.Module, frames: torch.Tensor
+) -> list[tuple[str, float, int, float]]:
+    """(precision, fraction of pixels equal to the fp32 masks, pixels that differ, fp32 peak
+    fraction) for bf16 and fp16 channels_last copies of ``base``."""
+    out = []
     with torch.inference_mode():
         reference = predict_mask(base, frames, InputConfig(), torch.float32)
         for name in ("bf16", "fp16"):
@@ -175,11 +178,8 @@ def _demo_agreement(shape: tuple[int, int]) -> list[Row]:
             masks = predict_mask(model, frames, InputConfig(), DTYPES[name])
             equal = float((masks == reference).float().mean())
             differ = int((masks != reference).sum())
-            note = f"demo model, {differ} of {masks.numel()} pixels differ"
-            variant = f"demo {name} vs fp32 equal {equal:.6f}"
-            rows.append(Row("agreement", label(shape), variant, 8, 0, note))
-            print_row(rows[-1])
-    return rows
+            out.append((name, equal, differ, float(reference.float().mean())))
+    return out
 
 
 def bench_profile(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
@@ -211,14 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     benchlib.add_common_arguments(parser)
     add_arguments(parser)
     parser.add_argument("--parts", default="model,engine,agreement", help=", ".join(PARTS))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    card = benchlib.start(args)
-    if card is None:
-        return 1
-    rows = benchlib.run_parts(args, PARTS, args.parts.split(","))
-    benchlib.finish(args, card, rows, "bench_model")
-    return 0
+    return benchlib.run_tool(parser.parse_args(argv), PARTS, "bench_model")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Needs Ray Serve, pynng and FastAPI besides torch.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import signal
@@ -255,14 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where CXI files go (a temp folder if ''; /dev/shm takes the disk out)",
     )
     parser.add_argument("--cache-dir", default="", help="compile cache (a temp folder if '')")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    card = benchlib.start(args)
-    if card is None:
-        return 1
-    rows = benchlib.run_parts(args, PARTS, args.parts.split(","))
-    benchlib.finish(args, card, rows, "bench_service", ratios(rows))
-    return 0
+    return benchlib.run_tool(parser.parse_args(argv), PARTS, "bench_service", ratios)
 
 
 if __name__ == "__main__":

@@ -184,12 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         logging.getLogger("peaknet_serve").setLevel(logging.INFO)
         return child(args)
-    card = benchlib.start(args)
-    if card is None:
-        return 1
-    rows = benchlib.run_parts(args, {"warmup": bench_warmup}, ["warmup"])
-    benchlib.finish(args, card, rows, "bench_warmup")
-    return 0
+    return benchlib.run_tool(args, {"warmup": bench_warmup}, "bench_warmup")
 
 
 if __name__ == "__main__":

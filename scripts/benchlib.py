@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -210,7 +211,7 @@ def start(args: argparse.Namespace) -> str | None:
     return card
 
 
-def run_parts(args: argparse.Namespace, parts: dict[str, Part], names: Iterable[str]) -> list[Row]:
+def run_parts(args: argparse.Namespace, parts: dict[str, Part], names: list[str]) -> list[Row]:
     """Every part in ``names`` for every shape of ``--shapes``, in that order."""
     rows: list[Row] = []
     for text in args.shapes.split(","):
@@ -221,15 +222,27 @@ def run_parts(args: argparse.Namespace, parts: dict[str, Part], names: Iterable[
     return rows
 
 
-def finish(
-    args: argparse.Namespace, card: str, rows: list[Row], name: str, extra: Iterable[str] = ()
-) -> None:
-    """The table of the whole run (then ``extra`` lines) on stdout, and as JSON in ``--out``."""
+def run_tool(
+    args: argparse.Namespace,
+    parts: dict[str, Part],
+    name: str,
+    summary: Callable[[list[Row]], list[str]] | None = None,
+) -> int:
+    """A benchmark script's run: the parts of ``--parts`` (all of ``parts`` if it has none), then
+    the table of the whole run (and ``summary``'s lines) on stdout and as ``--out``/NAME.json.
+    Returns the exit status: 1 without CUDA."""
+    logging.basicConfig(level=logging.WARNING)
+    card = start(args)
+    if card is None:
+        return 1
+    names = args.parts.split(",") if "parts" in args else list(parts)
+    rows = run_parts(args, parts, names)
     print(f"\n== {card} ==")
     print(f"{'part':9} {'shape':9} {'variant':34} {'batch':>5} {'frames/s':>9}  note")
     for row in rows:
         print_row(row)
-    for line in extra:
+    for line in summary(rows) if summary else []:
         print(line)
     with open(os.path.join(args.out, f"{name}.json"), "w") as fh:
         json.dump({"card": card, "torch": torch.__version__, "rows": [asdict(r) for r in rows]}, fh)
+    return 0
