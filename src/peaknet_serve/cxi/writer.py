@@ -1,29 +1,20 @@
 """Appends events to CXI files that CrystFEL (``indexamajig --peaks=cxi``) and OM read.
 
-Layout (per file, N events, every dataset resizable along axis 0):
-
-- ``/entry_1/data_1/data`` (N, rows, cols) float32, one frame per chunk (not in "peaks" mode)
-- ``/entry_1/result_1/nPeaks`` (N,) int32
-- ``/entry_1/result_1/peak{XPosRaw,YPosRaw,TotalIntensity,NPixels,MaximumValue,SNR}``
-  (N, max_peaks) float32, unused slots 0; positions index the written 2-D array, pixel centres at
-  integers
-- ``/entry_1/result_1/hit`` (N,) uint8, the hit decision (all 1 unless write_mode is "all")
-- ``/LCLS/photon_energy_eV`` (N,) float64 (NaN when not given) and ``/LCLS/{key}`` (N, ...) for
-  every metadata field, event axis first: numbers keep their dtype, strings (and any other type,
-  logged) are variable-length str element by element; fields of a panel's size or more only when
-  named in ``copy_large_fields``; ``clen_field`` goes to ``/LCLS/detector_1/EncoderValue``
-- root attributes ``peaknet_*``: writer id, write mode, events offered to the writer while the
-  file was current (the hit fraction's denominator), panel layout, source geometry text
-
-The file is ``NAME.cxi.inprogress`` until it closes, then renamed to ``NAME.cxi``, so a reader
-never sees a half-written ``.cxi``. One writer per process; not thread-safe.
+The layout and names are ``peaknet_serve.cxi.format``'s. Each event is written with the id of
+its batch; ``commit`` records a batch's outcome in the open file and makes the events so far
+the committed ones, flushed, before the batch is acknowledged (what recovery trims a dead
+writer's file to). The file is ``NAME.cxi.inprogress`` until it closes, then renamed to
+``NAME.cxi``, so a reader never sees a half-written ``.cxi``. One writer per process; not
+thread-safe.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,32 +27,38 @@ import numpy as np
 
 from peaknet_serve import __version__
 from peaknet_serve.cxi.config import NAME_PATTERN, CXIConfig
+from peaknet_serve.cxi.format import (
+    BATCHES_PATH,
+    CLEN_KEY,
+    COMMITTED_BATCHES,
+    COMMITTED_EVENTS,
+    CREATING_SUFFIX,
+    DATA_PATH,
+    EVENT_BATCH_PATH,
+    EVENTS_OFFERED,
+    INPROGRESS_SUFFIX,
+    METADATA_GROUP,
+    PEAK_FIELDS,
+    PHOTON_ENERGY_KEY,
+    RESULT_PATH,
+    SUFFIX,
+    WRITER_HOST,
+    WRITER_ID,
+    WRITER_PID,
+    WRITING_BATCH,
+    file_stem,
+    renamed,
+)
 from peaknet_serve.cxi.geometry import read_geometry
 from peaknet_serve.cxi.layout import PanelLayout
+from peaknet_serve.cxi.recovery import drop_duplicates
 from peaknet_serve.errors import WriterError
 from peaknet_serve.peaks.find import Peaks
 
 logger = logging.getLogger(__name__)
 
-DATA_PATH = "/entry_1/data_1/data"
-RESULT_PATH = "/entry_1/result_1"
-METADATA_GROUP = "/LCLS"
-PHOTON_ENERGY_KEY = "photon_energy_eV"
-CLEN_KEY = "detector_1/EncoderValue"
-"""Where ``output.clen_field`` is stored under ``/LCLS`` (Cheetah's place; ``units`` attribute)."""
 DECODED_ENERGY_KEY = "photon_energy_ev"
 """The photon-energy key of ``peaknet_serve.wire.FrameBatch.metadata``."""
-SUFFIX = ".cxi"
-INPROGRESS_SUFFIX = ".cxi.inprogress"
-#: CXI peak dataset name -> Peaks attribute (positions handled apart: they move with the layout).
-PEAK_FIELDS = {
-    "peakXPosRaw": "x",
-    "peakYPosRaw": "y",
-    "peakTotalIntensity": "total_intensity",
-    "peakNPixels": "n_pixels",
-    "peakMaximumValue": "max_value",
-    "peakSNR": "snr",
-}
 _PEAK_CHUNK_ROWS = 16
 _SCALAR_CHUNK_ROWS = 1024
 _METADATA_CHUNK_BYTES = 1 << 20
@@ -96,6 +93,9 @@ class CXIWriter:
         self._frame_shape: tuple[int, ...] | None = None
         self._layout: PanelLayout | None = None
         self._datasets: dict[str, h5py.Dataset] = {}
+        self._records: list[dict[str, Any]] = []
+        self._committed_rows = 0
+        self._batch_id = ""
         self._warned: set[str] = set()
 
     @property
@@ -112,6 +112,11 @@ class CXIWriter:
     def current_path(self) -> Path | None:
         """The ``.cxi.inprogress`` file being written, if any."""
         return self._inprogress
+
+    @property
+    def current_events(self) -> int:
+        """Events in the open file (0 when none is open)."""
+        return self._n
 
     def __enter__(self) -> CXIWriter:
         return self
@@ -144,6 +149,8 @@ class CXIWriter:
         peaks_list: Sequence[Peaks],
         metadata: Mapping[str, Any],
         hits: Sequence[bool] | np.ndarray,
+        *,
+        batch_id: str = "",
     ) -> int:
         """Offer a batch of events; returns how many were written.
 
@@ -152,6 +159,12 @@ class CXIWriter:
             peaks_list: B ``Peaks``.
             metadata: ``{key: array-like of length B}``.
             hits: B hit decisions.
+            batch_id: written with each event and in the batch table, so that a batch written
+                twice can be found; named as being written (``peaknet_writing_batch``) until
+                ``commit``. A batch with an id is never split over two files: when it does not
+                fit in the open file, that file is finished first, and one larger than
+                ``events_per_file`` gets a file of its own; so a file is only ever finished
+                with every row of it acknowledged.
         """
         images = np.asarray(images)
         hits = np.asarray(hits, dtype=bool)
@@ -173,18 +186,25 @@ class CXIWriter:
                 frame_shape,
             )
             self._close_file()
+        self._batch_id = batch_id
+        room = self._config.events_per_file - self._n
+        if batch_id and self._file is not None and 0 < room < selected.size:
+            self._close_file()  # every row of it is committed: the batch goes to a new file
         attributed = 0
         start = 0
         while start < selected.size:
             if self._file is None:
                 self._open(frame_shape)
-            part = selected[start : start + self._config.events_per_file - self._n]
-            self._offered += int(part[-1]) + 1 - attributed
+            room = self._config.events_per_file - self._n
+            part = selected[start:] if batch_id else selected[start : start + room]
+            offered = int(part[-1]) + 1 - attributed
+            self._offered += offered
             attributed = int(part[-1]) + 1
+            self._record(batch_id)["offered"] += offered
             self._append(images, peaks_list, arrays, hits, part)
             start += part.size
-            if self._n >= self._config.events_per_file:
-                self._close_file()
+            if self._n >= self._config.events_per_file and not batch_id:
+                self._close_file()  # with a batch id: at commit
         self._offered += batch - attributed
         return int(selected.size)
 
@@ -227,12 +247,85 @@ class CXIWriter:
         """Push what was written to disk (the file stays ``.inprogress``)."""
         if self._file is not None:
             with _as_writer_error(self._inprogress):
-                self._file.attrs["peaknet_events_offered"] = self._offered
+                self._save_records()
+                self._file.attrs[EVENTS_OFFERED] = self._offered
                 self._file.flush()
 
-    def close(self) -> None:
-        """Close the open file, if any, and rename it to ``.cxi``. Safe to call twice."""
+    def begin(self, batch_id: str) -> None:
+        """Name ``batch_id`` as being written in the open file, flushed (see ``WRITING_BATCH``)."""
+        self._batch_id = batch_id
         if self._file is not None:
+            with _as_writer_error(self._inprogress):
+                self._file.attrs[WRITING_BATCH] = batch_id
+                self._file.flush()
+
+    def commit(self, batch_id: str, outcome: Mapping[str, Any], frame_shape: Sequence[int]) -> None:
+        """Record ``batch_id``'s ``outcome`` (hits, non_hits, failed) in the open file and make
+        every event in it committed, flushed to disk: call it before acknowledging the batch.
+
+        A batch that wrote no event (all non-hits) opens a file for ``frame_shape`` frames when
+        none is open, so that every committed batch is on record. A file the batch filled up
+        is finished (renamed ``.cxi``) after the commit. Raises ``WriterError`` when the file
+        cannot be written.
+        """
+        if self._file is None:
+            self._open(tuple(frame_shape))
+        self._record(batch_id).update(outcome)
+        with _as_writer_error(self._inprogress):
+            self._mark_committed()
+            self._file.attrs[WRITING_BATCH] = ""
+            self._file.flush()
+        self._batch_id = ""
+        if self._n >= self._config.events_per_file:
+            self._close_file()
+
+    def abandon(self) -> Path | None:
+        """Close the open file as it is, uncommitted rows and all, after a failed write; returns
+        its path (still ``.inprogress``) for ``peaknet_serve.cxi.recovery.finish_file``, which
+        trims it to what was committed. Never raises."""
+        path, handle = self._inprogress, self._file
+        self._file = self._inprogress = None
+        self._datasets = {}
+        self._n = 0
+        if handle is not None:
+            try:
+                handle.close()
+            except (OSError, RuntimeError) as exc:
+                logger.error("closing %s after a failed write failed too: %s", path, exc)
+        return path
+
+    def _record(self, batch_id: str) -> dict[str, Any]:
+        """The open file's uncommitted batch-table row for ``batch_id``, added when new."""
+        last = self._records[-1] if len(self._records) > self._committed_rows else None
+        if last is None or last["batch"] != batch_id:
+            last = {"batch": batch_id, "first": self._n, "events": 0, "offered": 0}
+            self._records.append(last)
+        return last
+
+    def _save_records(self) -> None:
+        """Write the batch-table rows not yet committed (committed rows never change)."""
+        assert self._file is not None
+        table = self._file[BATCHES_PATH]
+        if table.shape[0] != len(self._records):
+            table.resize(len(self._records), axis=0)
+        for row in range(self._committed_rows, len(self._records)):
+            table[row] = json.dumps(self._records[row])
+
+    def _mark_committed(self) -> None:
+        """Every event and batch row so far is committed (the attributes recovery trims to)."""
+        assert self._file is not None
+        self._save_records()
+        self._file.attrs[EVENTS_OFFERED] = self._offered
+        self._file.attrs[COMMITTED_EVENTS] = self._n
+        self._file.attrs[COMMITTED_BATCHES] = len(self._records)
+        self._committed_rows = len(self._records)
+
+    def close(self) -> None:
+        """Close the open file, if any, and rename it to ``.cxi``; a file with no event (only
+        the record of non-hit batches) is removed instead. Safe to call twice."""
+        if self._file is not None and self._n == 0:
+            self._discard_new_file()
+        elif self._file is not None:
             self._close_file()
 
     def _open(self, frame_shape: tuple[int, ...]) -> None:
@@ -243,21 +336,30 @@ class CXIWriter:
         with _as_writer_error(directory):
             directory.mkdir(parents=True, exist_ok=True)
         while True:
-            stem = f"{config.file_prefix}-{self._writer_id}-{self._seq:05d}"
+            stem = file_stem(config.file_prefix, self._writer_id, self._seq)
             final = directory / (stem + SUFFIX)
             inprogress = directory / (stem + INPROGRESS_SUFFIX)
-            if not final.exists() and not inprogress.exists():
+            creating = directory / (stem + CREATING_SUFFIX)
+            if not any(path.exists() for path in (final, inprogress, creating)):
                 break
             self._seq += 1
         self._n = 0
-        with _as_writer_error(inprogress):
-            self._file = h5py.File(inprogress, "w")
-            self._inprogress = inprogress
+        self._records = []
+        self._committed_rows = 0
+        # Made under a name of its own, then renamed: every .inprogress file names its writer.
+        with _as_writer_error(creating):
+            # locking=False: no flock needed on the output file system
+            self._file = h5py.File(creating, "w", locking=False)
+            self._inprogress = creating
             try:
                 self._create_datasets()
+                self._file.flush()
             except (ValueError, RuntimeError, OSError) as exc:
                 self._discard_new_file()
-                raise WriterError(_creation_failure(inprogress, config, exc)) from exc
+                raise WriterError(_creation_failure(creating, config, exc)) from exc
+        with _as_writer_error(inprogress):
+            os.rename(creating, inprogress)
+            self._inprogress = inprogress
         logger.info("writing %s", inprogress)
 
     def _make_layout(self, frame_shape: tuple[int, ...]) -> PanelLayout:
@@ -292,32 +394,42 @@ class CXIWriter:
                 dtype=np.float32,
                 **filters,
             )
-        for name, dtype in (("nPeaks", np.int32), ("hit", np.uint8)):
-            self._datasets[f"{RESULT_PATH}/{name}"] = handle.create_dataset(
-                f"{RESULT_PATH}/{name}",
-                shape=(0,),
-                maxshape=(None,),
-                chunks=(_SCALAR_CHUNK_ROWS,),
-                dtype=dtype,
+        for path, dtype in (
+            (f"{RESULT_PATH}/nPeaks", np.int32),
+            (f"{RESULT_PATH}/hit", np.uint8),
+            (EVENT_BATCH_PATH, h5py.string_dtype()),
+        ):
+            self._datasets[path] = handle.create_dataset(
+                path, shape=(0,), maxshape=(None,), chunks=(_SCALAR_CHUNK_ROWS,), dtype=dtype
             )
+        handle.create_dataset(
+            BATCHES_PATH, shape=(0,), maxshape=(None,), chunks=(64,), dtype=h5py.string_dtype()
+        )
         self._metadata_dataset(PHOTON_ENERGY_KEY, np.zeros(1, dtype=np.float64))
         attrs = handle.attrs
         attrs["peaknet_serve_version"] = __version__
-        attrs["peaknet_writer_id"] = self._writer_id
+        attrs[WRITER_ID] = self._writer_id
+        attrs[WRITER_HOST] = socket.gethostname()
+        attrs[WRITER_PID] = os.getpid()
+        attrs[WRITING_BATCH] = self._batch_id
+        attrs[COMMITTED_EVENTS] = 0
+        attrs[COMMITTED_BATCHES] = 0
         attrs["peaknet_write_mode"] = config.write_mode
         attrs["peaknet_frame_shape"] = np.asarray(self._frame_shape, dtype=np.int64)
         attrs["peaknet_panel_shape"] = np.asarray(layout.panel_shape, dtype=np.int64)
         attrs["peaknet_stored_shape"] = np.asarray(layout.stored_shape, dtype=np.int64)
         attrs["peaknet_panel_offsets"] = np.asarray(layout.offsets, dtype=np.int64)
-        attrs["peaknet_events_offered"] = 0
+        attrs[EVENTS_OFFERED] = 0
         if layout.geometry_text is not None:
             attrs["peaknet_geometry"] = layout.geometry_text
             attrs["peaknet_geometry_path"] = str(Path(config.geometry_file or "").resolve())
 
     def _discard_new_file(self) -> None:
-        """Drop a file whose datasets could not be created (it holds no event)."""
+        """Drop a file that holds no event (its datasets could not be created, or it only
+        recorded batches of non-hits)."""
         assert self._file is not None and self._inprogress is not None
-        self._file.close()
+        with _as_writer_error(self._inprogress):
+            self._file.close()
         self._inprogress.unlink(missing_ok=True)
         self._file = None
         self._inprogress = None
@@ -345,6 +457,8 @@ class CXIWriter:
                     data.write_direct(stored, dest_sel=np.s_[row : row + 1])
             self._write_peaks(peaks_list, part, start, stop)
             self._datasets[f"{RESULT_PATH}/hit"][start:stop] = hits[part].astype(np.uint8)
+            self._datasets[EVENT_BATCH_PATH][start:stop] = self._batch_id
+            self._record(self._batch_id)["events"] += part.size
             for key, values in metadata.items():
                 self._write_metadata(key, values, part, start, stop)
             for key, dataset in self._datasets.items():
@@ -437,13 +551,15 @@ class CXIWriter:
     def _close_file(self) -> None:
         handle, inprogress = self._file, self._inprogress
         assert handle is not None and inprogress is not None
-        final = inprogress.with_name(inprogress.name.removesuffix(INPROGRESS_SUFFIX) + SUFFIX)
+        final = renamed(inprogress, SUFFIX)
         with _as_writer_error(inprogress):
             try:
                 for dataset in self._datasets.values():
                     if dataset.shape[0] != self._n:
                         dataset.resize(self._n, axis=0)
-                handle.attrs["peaknet_events_offered"] = self._offered
+                self._mark_committed()  # a closed file is final: what it holds is kept
+                handle.attrs[WRITING_BATCH] = ""
+                drop_duplicates(handle, inprogress)
             finally:
                 handle.close()
                 self._file = None
