@@ -1,6 +1,7 @@
 """Which batches the CXI files of a directory hold, read from the files alone.
 
-Every writer records each batch it acknowledges in its own open file (``CXIWriter.commit``):
+Every writer records each batch it acknowledges in its own open file (``CXIWriter.commit``
+keeps a ``BatchTable``):
 its id, the rows it wrote, and its outcome. So whether a batch was committed, and by whom, is
 read from the files: by a writer given a batch that Ray Serve sent again, and by an ingress
 settling a dead ingress's open batches. No writer ever writes another's file, so this needs no
@@ -17,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from peaknet_serve.cxi.format import (
     BATCHES_PATH,
     COMMITTED_BATCHES,
+    COMMITTED_EVENTS,
     INPROGRESS_SUFFIX,
     RECOVERING_SUFFIX,
     SUFFIX,
@@ -108,6 +112,38 @@ class BatchIndex:
             if found.writing == batch_id and not found.path.name.endswith(SUFFIX):
                 writing.append(found.writer_id)
         return BatchRecord(writing=tuple(writing), unreadable=tuple(unreadable))
+
+
+@dataclass
+class BatchTable:
+    """The batch table of the file a writer has open (``format.batch_records`` reads it): rows
+    up to ``committed`` are on disk and never change; the last ones grow with the batch."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    committed: int = 0
+
+    def row(self, batch_id: str, *, first: int) -> dict[str, Any]:
+        """The uncommitted row of ``batch_id``, added (its first event ``first``) when new."""
+        last = self.rows[-1] if len(self.rows) > self.committed else None
+        if last is None or last["batch"] != batch_id:
+            last = {"batch": batch_id, "first": first, "events": 0, "offered": 0}
+            self.rows.append(last)
+        return last
+
+    def save(self, handle: h5py.File) -> None:
+        """Write the rows not yet committed into ``handle``'s table."""
+        table = handle[BATCHES_PATH]
+        if table.shape[0] != len(self.rows):
+            table.resize(len(self.rows), axis=0)
+        for row in range(self.committed, len(self.rows)):
+            table[row] = json.dumps(self.rows[row])
+
+    def commit(self, handle: h5py.File, *, events: int) -> None:
+        """Save, and mark every row and the file's first ``events`` events committed."""
+        self.save(handle)
+        handle.attrs[COMMITTED_EVENTS] = events
+        handle.attrs[COMMITTED_BATCHES] = len(self.rows)
+        self.committed = len(self.rows)
 
 
 def read_batches(path: Path, *, known: FileBatches | None = None) -> FileBatches:

@@ -10,26 +10,23 @@ thread-safe.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import socket
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import h5py
-import hdf5plugin
 import numpy as np
 
 from peaknet_serve import __version__
+from peaknet_serve.cxi.batches import BatchTable
 from peaknet_serve.cxi.config import NAME_PATTERN, CXIConfig
 from peaknet_serve.cxi.format import (
     BATCHES_PATH,
-    CLEN_KEY,
     COMMITTED_BATCHES,
     COMMITTED_EVENTS,
     CREATING_SUFFIX,
@@ -37,7 +34,6 @@ from peaknet_serve.cxi.format import (
     EVENT_BATCH_PATH,
     EVENTS_OFFERED,
     INPROGRESS_SUFFIX,
-    METADATA_GROUP,
     PEAK_FIELDS,
     PHOTON_ENERGY_KEY,
     RESULT_PATH,
@@ -51,17 +47,15 @@ from peaknet_serve.cxi.format import (
 )
 from peaknet_serve.cxi.geometry import read_geometry
 from peaknet_serve.cxi.layout import PanelLayout
+from peaknet_serve.cxi.metadata import SCALAR_CHUNK_ROWS, FileDatasets, MetadataFields
 from peaknet_serve.cxi.recovery import drop_duplicates
+from peaknet_serve.cxi.storage import as_writer_error, creation_failure, filters
 from peaknet_serve.errors import WriterError
 from peaknet_serve.peaks.find import Peaks
 
 logger = logging.getLogger(__name__)
 
-DECODED_ENERGY_KEY = "photon_energy_ev"
-"""The photon-energy key of ``peaknet_serve.wire.FrameBatch.metadata``."""
 _PEAK_CHUNK_ROWS = 16
-_SCALAR_CHUNK_ROWS = 1024
-_METADATA_CHUNK_BYTES = 1 << 20
 
 
 class CXIWriter:
@@ -93,10 +87,9 @@ class CXIWriter:
         self._frame_shape: tuple[int, ...] | None = None
         self._layout: PanelLayout | None = None
         self._datasets: dict[str, h5py.Dataset] = {}
-        self._records: list[dict[str, Any]] = []
-        self._committed_rows = 0
+        self._table = BatchTable()
         self._batch_id = ""
-        self._warned: set[str] = set()
+        self._metadata = MetadataFields(self._config)
 
     @property
     def files_written(self) -> tuple[Path, ...]:
@@ -175,7 +168,7 @@ class CXIWriter:
                 "give one of each per event"
             )
         frame_shape = tuple(images.shape[1:])
-        arrays = self._metadata_arrays(metadata, batch, frame_shape)
+        arrays = self._metadata.arrays(metadata, batch, frame_shape)
         selected = np.arange(batch) if self._config.write_mode == "all" else np.flatnonzero(hits)
         if len(frame_shape) not in (2, 3):
             raise ValueError(f"images {images.shape}: expected (B, H, W) or (B, P, H, W)")
@@ -208,46 +201,11 @@ class CXIWriter:
         self._offered += batch - attributed
         return int(selected.size)
 
-    def _metadata_arrays(
-        self, metadata: Mapping[str, Any], batch: int, frame_shape: tuple[int, ...]
-    ) -> dict[str, np.ndarray]:
-        """The fields to write, under their ``/LCLS`` names; a field that cannot be is logged."""
-        config = self._config
-        panel_pixels = int(np.prod(frame_shape[-2:]))
-        arrays = {}
-        for key, values in metadata.items():
-            try:
-                array = np.asarray(values)
-            except ValueError:  # ragged per-event values
-                array = np.asarray([_as_str(value) for value in values], dtype=object)
-            if array.ndim == 0 or len(array) != batch:
-                self._warn_once(key, "metadata %r has shape %s for %d events: not written",
-                                key, array.shape, batch)
-                continue
-            per_event = int(np.prod(array.shape[1:]))
-            if (array.ndim >= 3 and per_event >= panel_pixels
-                    and key not in config.copy_large_fields and key != config.clen_field):
-                self._warn_once(
-                    key, "metadata %r holds a %s image per event, as big as a panel: not copied "
-                    "(name it in output.copy_large_fields to keep it)", key, array.shape[1:])
-                continue
-            name = CLEN_KEY if key == config.clen_field else _dataset_key(key)
-            if name != CLEN_KEY and (flat := _flat_name(name)) != name:
-                self._warn_once(key, "metadata %r stored as %s/%s: a name with '/' or '..' "
-                                "would make nested groups", key, METADATA_GROUP, flat)
-                name = flat
-            if name in arrays:
-                self._warn_once(key, "metadata %r: not written, %s/%s is taken by another field",
-                                key, METADATA_GROUP, name)
-                continue
-            arrays[name] = array
-        return arrays
-
     def flush(self) -> None:
         """Push what was written to disk (the file stays ``.inprogress``)."""
         if self._file is not None:
-            with _as_writer_error(self._inprogress):
-                self._save_records()
+            with as_writer_error(self._inprogress):
+                self._table.save(self._file)
                 self._file.attrs[EVENTS_OFFERED] = self._offered
                 self._file.flush()
 
@@ -255,7 +213,7 @@ class CXIWriter:
         """Name ``batch_id`` as being written in the open file, flushed (see ``WRITING_BATCH``)."""
         self._batch_id = batch_id
         if self._file is not None:
-            with _as_writer_error(self._inprogress):
+            with as_writer_error(self._inprogress):
                 self._file.attrs[WRITING_BATCH] = batch_id
                 self._file.flush()
 
@@ -271,7 +229,7 @@ class CXIWriter:
         if self._file is None:
             self._open(tuple(frame_shape))
         self._record(batch_id).update(outcome)
-        with _as_writer_error(self._inprogress):
+        with as_writer_error(self._inprogress):
             self._mark_committed()
             self._file.attrs[WRITING_BATCH] = ""
             self._file.flush()
@@ -295,30 +253,13 @@ class CXIWriter:
         return path
 
     def _record(self, batch_id: str) -> dict[str, Any]:
-        """The open file's uncommitted batch-table row for ``batch_id``, added when new."""
-        last = self._records[-1] if len(self._records) > self._committed_rows else None
-        if last is None or last["batch"] != batch_id:
-            last = {"batch": batch_id, "first": self._n, "events": 0, "offered": 0}
-            self._records.append(last)
-        return last
-
-    def _save_records(self) -> None:
-        """Write the batch-table rows not yet committed (committed rows never change)."""
-        assert self._file is not None
-        table = self._file[BATCHES_PATH]
-        if table.shape[0] != len(self._records):
-            table.resize(len(self._records), axis=0)
-        for row in range(self._committed_rows, len(self._records)):
-            table[row] = json.dumps(self._records[row])
+        return self._table.row(batch_id, first=self._n)
 
     def _mark_committed(self) -> None:
         """Every event and batch row so far is committed (the attributes recovery trims to)."""
         assert self._file is not None
-        self._save_records()
         self._file.attrs[EVENTS_OFFERED] = self._offered
-        self._file.attrs[COMMITTED_EVENTS] = self._n
-        self._file.attrs[COMMITTED_BATCHES] = len(self._records)
-        self._committed_rows = len(self._records)
+        self._table.commit(self._file, events=self._n)
 
     def close(self) -> None:
         """Close the open file, if any, and rename it to ``.cxi``; a file with no event (only
@@ -333,7 +274,7 @@ class CXIWriter:
         self._layout = self._make_layout(frame_shape)
         self._frame_shape = frame_shape
         directory = Path(config.output_dir)
-        with _as_writer_error(directory):
+        with as_writer_error(directory):
             directory.mkdir(parents=True, exist_ok=True)
         while True:
             stem = file_stem(config.file_prefix, self._writer_id, self._seq)
@@ -344,10 +285,9 @@ class CXIWriter:
                 break
             self._seq += 1
         self._n = 0
-        self._records = []
-        self._committed_rows = 0
+        self._table = BatchTable()
         # Made under a name of its own, then renamed: every .inprogress file names its writer.
-        with _as_writer_error(creating):
+        with as_writer_error(creating):
             # locking=False: no flock needed on the output file system
             self._file = h5py.File(creating, "w", locking=False)
             self._inprogress = creating
@@ -356,8 +296,8 @@ class CXIWriter:
                 self._file.flush()
             except (ValueError, RuntimeError, OSError) as exc:
                 self._discard_new_file()
-                raise WriterError(_creation_failure(creating, config, exc)) from exc
-        with _as_writer_error(inprogress):
+                raise WriterError(creation_failure(creating, config, exc)) from exc
+        with as_writer_error(inprogress):
             os.rename(creating, inprogress)
             self._inprogress = inprogress
         logger.info("writing %s", inprogress)
@@ -373,7 +313,7 @@ class CXIWriter:
     def _create_datasets(self) -> None:
         config, handle, layout = self._config, self._file, self._layout
         assert handle is not None and layout is not None
-        filters = _filters(config)
+        compression = filters(config)
         handle.create_dataset("/cxi_version", data=140)
         self._datasets = {}
         if config.write_mode != "peaks":
@@ -383,7 +323,7 @@ class CXIWriter:
                 maxshape=(None, *layout.stored_shape),
                 chunks=(1, *layout.stored_shape),
                 dtype=np.float32,
-                **filters,
+                **compression,
             )
         for name in PEAK_FIELDS:
             self._datasets[f"{RESULT_PATH}/{name}"] = handle.create_dataset(
@@ -392,7 +332,7 @@ class CXIWriter:
                 maxshape=(None, config.max_peaks),
                 chunks=(_PEAK_CHUNK_ROWS, config.max_peaks),
                 dtype=np.float32,
-                **filters,
+                **compression,
             )
         for path, dtype in (
             (f"{RESULT_PATH}/nPeaks", np.int32),
@@ -400,12 +340,12 @@ class CXIWriter:
             (EVENT_BATCH_PATH, h5py.string_dtype()),
         ):
             self._datasets[path] = handle.create_dataset(
-                path, shape=(0,), maxshape=(None,), chunks=(_SCALAR_CHUNK_ROWS,), dtype=dtype
+                path, shape=(0,), maxshape=(None,), chunks=(SCALAR_CHUNK_ROWS,), dtype=dtype
             )
         handle.create_dataset(
             BATCHES_PATH, shape=(0,), maxshape=(None,), chunks=(64,), dtype=h5py.string_dtype()
         )
-        self._metadata_dataset(PHOTON_ENERGY_KEY, np.zeros(1, dtype=np.float64))
+        self._metadata.dataset(self._opened(), PHOTON_ENERGY_KEY, np.zeros(1, np.float64))
         attrs = handle.attrs
         attrs["peaknet_serve_version"] = __version__
         attrs[WRITER_ID] = self._writer_id
@@ -424,11 +364,15 @@ class CXIWriter:
             attrs["peaknet_geometry"] = layout.geometry_text
             attrs["peaknet_geometry_path"] = str(Path(config.geometry_file or "").resolve())
 
+    def _opened(self) -> FileDatasets:
+        assert self._file is not None
+        return FileDatasets(self._file, self._datasets, self._n)
+
     def _discard_new_file(self) -> None:
         """Drop a file that holds no event (its datasets could not be created, or it only
         recorded batches of non-hits)."""
         assert self._file is not None and self._inprogress is not None
-        with _as_writer_error(self._inprogress):
+        with as_writer_error(self._inprogress):
             self._file.close()
         self._inprogress.unlink(missing_ok=True)
         self._file = None
@@ -446,7 +390,7 @@ class CXIWriter:
         layout = self._layout
         assert layout is not None
         start, stop = self._n, self._n + part.size
-        with _as_writer_error(self._inprogress):
+        with as_writer_error(self._inprogress):
             for dataset in self._datasets.values():
                 dataset.resize(stop, axis=0)
             data = self._datasets.get(DATA_PATH)
@@ -460,10 +404,8 @@ class CXIWriter:
             self._datasets[EVENT_BATCH_PATH][start:stop] = self._batch_id
             self._record(self._batch_id)["events"] += part.size
             for key, values in metadata.items():
-                self._write_metadata(key, values, part, start, stop)
-            for key, dataset in self._datasets.items():
-                if key.startswith(METADATA_GROUP + "/") and _key_of(key) not in metadata:
-                    dataset[start:stop] = _fill_value(dataset)
+                self._metadata.write(self._opened(), key, values, part, start, stop)
+            self._metadata.fill_missing(self._datasets, metadata, start, stop)
         self._n = stop
         self._events += part.size
 
@@ -492,67 +434,11 @@ class CXIWriter:
             self._datasets[f"{RESULT_PATH}/{name}"].write_direct(block, dest_sel=np.s_[start:stop])
         self._datasets[f"{RESULT_PATH}/nPeaks"][start:stop] = counts
 
-    def _write_metadata(
-        self, key: str, values: np.ndarray, part: np.ndarray, start: int, stop: int
-    ) -> None:
-        chosen = values[part]
-        dataset = self._metadata_dataset(key, chosen)
-        if dataset is None:
-            return
-        if dataset.shape[0] < stop:
-            dataset.resize(stop, axis=0)
-        try:
-            if h5py.check_string_dtype(dataset.dtype) is not None:
-                converted: Any = _as_str_array(chosen)
-            else:
-                converted = np.asarray(chosen).astype(dataset.dtype)
-            if converted.shape[1:] != dataset.shape[1:]:
-                raise ValueError(f"shape {converted.shape[1:]} per event, not {dataset.shape[1:]}")
-        except (TypeError, ValueError) as exc:
-            self._warn_once(
-                key, "metadata %r: values %r do not fit %s%s (%s); writing fill values",
-                key, chosen[:1], dataset.dtype, dataset.shape[1:], exc,
-            )
-            converted = _fill_value(dataset)
-        dataset[start:stop] = converted
-
-    def _metadata_dataset(self, key: str, example: np.ndarray) -> h5py.Dataset | None:
-        name = key.strip("/")
-        path = f"{METADATA_GROUP}/{name}"
-        dataset = self._datasets.get(path)
-        if dataset is not None:
-            return dataset
-        assert self._file is not None
-        if example.dtype.kind in "biuf":
-            dtype: Any = example.dtype
-        else:
-            if example.dtype.kind not in "USO":
-                self._warn_once(key, "metadata %r of dtype %s is stored as strings", key,
-                                example.dtype)
-            dtype = h5py.string_dtype()
-        event_shape = example.shape[1:]
-        itemsize = example.dtype.itemsize if dtype is example.dtype else 8  # 8: str pointer
-        event_bytes = max(1, int(np.prod(event_shape)) * itemsize)
-        rows = max(1, min(_SCALAR_CHUNK_ROWS, _METADATA_CHUNK_BYTES // event_bytes))
-        dataset = self._file.create_dataset(
-            path,
-            shape=(self._n, *event_shape),
-            maxshape=(None, *event_shape),
-            chunks=(rows, *event_shape),
-            dtype=dtype,
-        )
-        if self._n:
-            dataset[:] = _fill_value(dataset)
-        if name == CLEN_KEY:
-            dataset.attrs["units"] = self._config.clen_unit
-        self._datasets[path] = dataset
-        return dataset
-
     def _close_file(self) -> None:
         handle, inprogress = self._file, self._inprogress
         assert handle is not None and inprogress is not None
         final = renamed(inprogress, SUFFIX)
-        with _as_writer_error(inprogress):
+        with as_writer_error(inprogress):
             try:
                 for dataset in self._datasets.values():
                     if dataset.shape[0] != self._n:
@@ -571,87 +457,3 @@ class CXIWriter:
         self._offered = 0
         self._n = 0
         self._seq += 1
-
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning(message, *args)
-
-
-def _filters(config: CXIConfig) -> dict[str, Any]:
-    if config.compression == "gzip":
-        return {"compression": "gzip", "compression_opts": config.compression_level}
-    if config.compression == "bitshuffle_lz4":
-        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
-    if config.compression == "bitshuffle_zstd":
-        return dict(hdf5plugin.Bitshuffle(cname="zstd", clevel=config.compression_level))
-    return {}
-
-
-def _fill_value(dataset: h5py.Dataset) -> Any:
-    """LCLStreamer's fill values: NaN for floats, -999 for signed ints, 0 unsigned, "None"."""
-    if h5py.check_string_dtype(dataset.dtype) is not None:
-        return "None"
-    kind = dataset.dtype.kind
-    return np.nan if kind == "f" else -999 if kind == "i" else 0
-
-
-def _dataset_key(metadata_key: str) -> str:
-    """The ``/LCLS/`` name of a metadata field: the decoder's photon energy goes to the name
-    CrystFEL and OM read, every other key keeps its own name."""
-    key = metadata_key.strip("/")
-    return PHOTON_ENERGY_KEY if key == DECODED_ENERGY_KEY else key
-
-
-def _flat_name(name: str) -> str:
-    """``name`` as one HDF5 link name: '/' and anything but letters, digits, '_', '.', '-' become
-    '_', and so does every run of dots of two or more."""
-    flat = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip("/")))
-    return flat if flat not in ("", ".") else "_"
-
-
-def _key_of(path: str) -> str:
-    return path[len(METADATA_GROUP) + 1 :]
-
-
-def _as_str(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _as_str_array(values: np.ndarray) -> np.ndarray:
-    """Every element as str, the shape kept: (B, 4) strings stay (B, 4), one string a cell."""
-    values = np.asarray(values)
-    out = np.empty(values.shape, dtype=object)
-    for index, value in np.ndenumerate(values):
-        out[index] = _as_str(value)
-    return out
-
-
-def _creation_failure(path: Path, config: CXIConfig, exc: BaseException) -> str:
-    """Why the datasets of a new file could not be created, and what to do."""
-    if config.compression.startswith("bitshuffle"):
-        plugin_path = os.environ.get("HDF5_PLUGIN_PATH")
-        shadow = (
-            f"HDF5_PLUGIN_PATH={plugin_path} makes HDF5 load that directory's bitshuffle plugin "
-            "(built for another HDF5 library) in place of hdf5plugin's; unset HDF5_PLUGIN_PATH in "
-            "the service's environment (CrystFEL needs it, the service does not)"
-            if plugin_path
-            else "the bitshuffle filter is not available: install hdf5plugin in the service's "
-            "environment, and leave HDF5_PLUGIN_PATH unset"
-        )
-        return (
-            f"cannot create {path} with output.compression {config.compression}: {exc}. "
-            f"{shadow}, or set output.compression: gzip"
-        )
-    return f"cannot create {path}: {exc} (check free space and permissions of output.output_dir)"
-
-
-@contextmanager
-def _as_writer_error(path: Path | None) -> Iterator[None]:
-    """Turns OSError and h5py's errors into a WriterError naming the file."""
-    try:
-        yield
-    except (OSError, RuntimeError, KeyError) as exc:
-        raise WriterError(
-            f"cannot write {path}: {exc} (check free space and permissions of output.output_dir)"
-        ) from exc
