@@ -163,17 +163,22 @@ def finish_file(path: Path, result: Recovery | None = None) -> Recovery:
                 handle.attrs[RECOVERED] = True
                 handle.attrs[WRITING_BATCH] = ""
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        _set_aside_unreadable(path, exc, result)
+        kept = _set_aside(path, UNREADABLE_SUFFIX, result.unreadable)
+        logger.error(
+            "%s of a dead writer cannot be recovered (%s): its committed events are only in the "
+            "damaged file %s",
+            path,
+            exc,
+            kept,
+        )
         return result
     if not (events or batches):
-        orphaned = renamed(path, ORPHANED_SUFFIX)
-        os.replace(path, orphaned)
-        result.orphaned.append(orphaned.name)
+        kept = _set_aside(path, ORPHANED_SUFFIX, result.orphaned)
         logger.error(
             "%s: its writer died and committed nothing in it; kept as %s (any event in it was "
             "retried elsewhere)",
             path,
-            orphaned,
+            kept,
         )
         return result
     final = renamed(path, SUFFIX)
@@ -183,17 +188,12 @@ def finish_file(path: Path, result: Recovery | None = None) -> Recovery:
     return result
 
 
-def _set_aside_unreadable(path: Path, exc: Exception, result: Recovery) -> None:
-    unreadable = renamed(path, UNREADABLE_SUFFIX)
-    os.replace(path, unreadable)
-    result.unreadable.append(unreadable.name)
-    logger.error(
-        "%s of a dead writer cannot be recovered (%s): its committed events are only in the "
-        "damaged file %s",
-        path,
-        exc,
-        unreadable,
-    )
+def _set_aside(path: Path, suffix: str, names: list[str]) -> Path:
+    """Rename ``path`` with ``suffix``, for a person to look at; its name goes to ``names``."""
+    kept = renamed(path, suffix)
+    os.replace(path, kept)
+    names.append(kept.name)
+    return kept
 
 
 def _trim(handle: h5py.File, events: int, batches: int) -> None:
