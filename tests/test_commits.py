@@ -225,3 +225,14 @@ def test_the_deployments_word_on_a_writer_overrides_the_pid(tmp_path: Path, verd
         out, file_prefix="peaknet", own_id="me", alive=lambda writer_id: not verdict
     ).recovered
     assert recovered == ({} if not verdict else {"peaknet-elsewhere-00000.cxi": 2})
+
+
+def test_a_file_left_while_being_created_goes_after_a_minute(tmp_path: Path) -> None:
+    old = tmp_path / "peaknet-a-00000.cxi.creating"
+    young = tmp_path / "peaknet-b-00000.cxi.creating"
+    for path in (old, young):
+        path.write_bytes(b"HDF5 metadata of a writer killed while creating its file")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    recover_orphans(tmp_path, file_prefix="peaknet", own_id="me")
+    assert [p.name for p in tmp_path.iterdir()] == [young.name]
