@@ -11,7 +11,8 @@ Ingress posts are an account, not a view: ``totals`` keeps the last post of ever
 of the deployment (``run``: when Serve deployed the application), those that stopped (a final
 post) or died (no post for ``max_age_s``: marked dead for good) included, so the service's counts
 outlive its replicas (``peaknet_serve.service.totals``). The open batches of a dead one are looked
-up in the writers' commit logs by a live ingress (``TO_RESOLVE`` in ``totals``, then ``resolve``).
+up in the batch tables of the writers' CXI files by a live ingress (``TO_RESOLVE`` in ``totals``,
+then ``resolve``).
 """
 
 from __future__ import annotations

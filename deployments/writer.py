@@ -7,10 +7,12 @@ import time
 from typing import Any
 
 import numpy as np
+import ray
 from ray import serve
 
 from deployments.metrics import WriterMetrics
 from peaknet_serve.config import ServiceConfig
+from peaknet_serve.cxi.recovery import Liveness
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.wire import FrameBatch
@@ -28,8 +30,11 @@ class PeakFinderWriter:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         config = ServiceConfig.model_validate(settings)
-        writer_id = serve.get_replica_context().replica_id.unique_id
-        self._stage = PeakStage(config, writer_id=writer_id)
+        replica_id = serve.get_replica_context().replica_id
+        writer_id = replica_id.unique_id
+        self._stage = PeakStage(
+            config, writer_id=writer_id, alive=_replica_alive(replica_id.to_full_id_str())
+        )
         self._metrics = WriterMetrics()
         logger.info("writer %s writes under %s", writer_id, config.output.output_dir)
 
@@ -57,3 +62,21 @@ class PeakFinderWriter:
         stage = getattr(self, "_stage", None)  # absent when __init__ failed
         if stage is not None:
             stage.close()
+
+
+def _replica_alive(own_actor_name: str) -> Liveness:
+    """Whether the PeakFinderWriter replica ``writer_id`` lives, from Ray's actor table (any
+    node): Serve names a replica's actor after its id, in the "serve" namespace."""
+    prefix = own_actor_name.rsplit("#", 1)[0]
+
+    def alive(writer_id: str) -> bool | None:
+        try:
+            ray.get_actor(f"{prefix}#{writer_id}", namespace="serve")
+        except ValueError:  # no such live actor: it died (Serve never restarts a replica actor)
+            return False
+        except Exception as exc:  # the cluster cannot be asked now: the files' pids decide
+            logger.debug("cannot look writer %s up: %s", writer_id, exc)
+            return None
+        return True
+
+    return alive

@@ -1,10 +1,11 @@
-"""What a writer's bookkeeping costs per batch: the claim, the look through every commit log,
-and the commit (``peaknet_serve.service.commits``), with other writers' logs full.
+"""What a writer's bookkeeping costs per batch, with no lock shared between writers: the look
+through the other writers' open files for the batch id (``peaknet_serve.cxi.batches``), and
+the commit in its own file (batch-table row, attributes, user block, flush).
 
     PYTHONPATH=src python scripts/bench_commits.py [--writers 6] [--batches 500] [--dir /tmp]
 
-Prints milliseconds per batch. The look and the claim happen under the directory's commits
-lock, so their time bounds how many batches per second all writers of one directory can take.
+Prints milliseconds per batch. Frames are 16x16 so that the bookkeeping, not the pixels, is
+what is timed. The other writers' files are open, each with ``--batches`` committed batches.
 """
 
 from __future__ import annotations
@@ -15,47 +16,50 @@ import tempfile
 import time
 from pathlib import Path
 
-from peaknet_serve.service.commits import (
-    COMMITS_LOCK,
-    KEEP_BATCHES,
-    CommitLog,
-    directory_lock,
-    find_batch,
-)
-from peaknet_serve.service.outcome import BatchOutcome
+import numpy as np
+
+from peaknet_serve.cxi import CXIConfig, CXIWriter
+from peaknet_serve.cxi.batches import BatchIndex
+from peaknet_serve.peaks import Peaks
+
+OUTCOME = {"hits": 1, "non_hits": 3, "failed": {}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--writers", type=int, default=6, help="other writers' logs present")
+    parser.add_argument("--writers", type=int, default=6, help="other writers' open files")
     parser.add_argument("--batches", type=int, default=500)
     parser.add_argument("--dir", type=Path, default=None, help="where (default: a temp dir)")
     args = parser.parse_args()
+    frame, peaks = np.zeros((1, 16, 16), np.float32), [Peaks.empty()]
     with tempfile.TemporaryDirectory(dir=args.dir) as name:
         directory = Path(name)
-        outcome = BatchOutcome(hits=3, non_hits=1)
-        for writer in range(args.writers):
-            log = CommitLog(directory, f"other{writer}")
-            for batch in range(KEEP_BATCHES):
-                log.record(f"{writer}-{batch:032x}", outcome, current=directory / "f", events=batch)
-        mine = CommitLog(directory, "me")
-        looked = locked = 0.0
-        started = time.perf_counter()
+        config = CXIConfig(output_dir=name, events_per_file=10 * args.batches)
+        others = [CXIWriter(config, writer_id=f"other{i}") for i in range(args.writers)]
+        for writer_index, other in enumerate(others):
+            for batch in range(args.batches):
+                batch_id = f"{writer_index}-{batch:032x}"
+                other.write_batch(frame, peaks, {}, [True], batch_id=batch_id)
+                other.commit(batch_id, OUTCOME, (16, 16))
+        mine = CXIWriter(config, writer_id="me")
+        index = BatchIndex(directory)
+        looked = written = 0.0
         for batch in range(args.batches):
             batch_id = f"me-{batch:032x}"
-            with directory_lock(directory / COMMITS_LOCK, wait=True):
-                before = time.perf_counter()
-                find_batch(directory, batch_id)
-                looked += time.perf_counter() - before
-                mine.claim(batch_id)
-                locked += time.perf_counter() - before
-            mine.record(batch_id, outcome, current=directory / "g", events=batch)
-        total = time.perf_counter() - started
-    print(f"{platform.node()}, {args.writers} other logs of {KEEP_BATCHES} batches, {directory}")
-    print(f"{'step':<34}{'ms per batch':>14}")
-    print(f"{'look through the logs':<34}{looked / args.batches * 1e3:>14.2f}")
-    print(f"{'held the lock (look + claim)':<34}{locked / args.batches * 1e3:>14.2f}")
-    print(f"{'lock + look + claim + commit':<34}{total / args.batches * 1e3:>14.2f}")
+            before = time.perf_counter()
+            index.find(batch_id)
+            looked += time.perf_counter() - before
+            before = time.perf_counter()
+            mine.begin(batch_id)
+            mine.write_batch(frame, peaks, {}, [True], batch_id=batch_id)
+            mine.commit(batch_id, OUTCOME, (16, 16))
+            written += time.perf_counter() - before
+        for writer in (*others, mine):
+            writer.close()
+    print(f"{platform.node()}, {args.writers} other open files of {args.batches} batches")
+    print(f"{'step':<40}{'ms per batch':>14}")
+    print(f"{'look through the other files':<40}{looked / args.batches * 1e3:>14.2f}")
+    print(f"{'begin + write one 16x16 event + commit':<40}{written / args.batches * 1e3:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from peaknet_serve.cxi import CXIConfig, CXIWriter
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.service.accounting import FrameLedger
-from peaknet_serve.service.commits import CommitLog
-from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.quarantine import BatchQuarantine
+from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.service.totals import (
     OPEN_BATCHES,
     STOPPED,
@@ -21,6 +21,7 @@ from peaknet_serve.service.totals import (
     service_totals,
 )
 from peaknet_serve.wire import FrameBatch, Quarantine
+from tests.stage_helpers import batch, config, masks_for, one_peak
 
 
 def ledger(received: int, hits: int, non_hits: int, failed: int) -> dict:
@@ -98,15 +99,21 @@ def test_the_batch_quarantine_bound_counts_files_on_disk_across_instances(tmp_pa
 def test_a_dead_replicas_open_batches_committed_by_writers_count_as_written(
     tmp_path: Path,
 ) -> None:
-    """Frames stay in flight until the commit logs are read, then move once: what a writer
+    """Frames stay in flight until the writers' files are read, then move once: what a writer
     committed is written or judged, the rest of what the replica held is lost."""
-    log = CommitLog(tmp_path, "w1")
-    log.record("b1", BatchOutcome(hits=3, non_hits=5), current=None, events=0)
+    stage = PeakStage(config(tmp_path, min_peaks=1), writer_id="w1")
+    frames = batch(0, 8)
+    frames.images[:3, 4:6, 4:6] += 100.0  # a bright peak in three frames: hits
+    masks = masks_for(frames)
+    masks[3:] = 0  # five frames without a peak: non-hits
+    assert stage.process(masks, frames, batch_id="b1").hits == 3
     dead = {**ledger(40, 10, 10, 0), OPEN_BATCHES: {"b1": 8, "b2": 8}}  # 20 held
     before = service_totals({"dead": dead}, dead={"dead"})
     assert (before["in_flight"], before["lost"], before["ingress_replicas_resolving"]) == (20, 0, 1)
     answer = resolve_open_batches(tmp_path, dead[OPEN_BATCHES])
     assert answer == {"b1": {"hits": 3, "non_hits": 5, "failed": {}}, "b2": None}
+    stage.close()
+    assert resolve_open_batches(tmp_path, dead[OPEN_BATCHES]) == answer  # closed files too
     after = service_totals({"dead": dead}, dead={"dead"}, resolved={"dead": answer})
     assert (after["hits_written"], after["non_hits"]) == (13, 15)
     assert after["lost_by_reason"] == {"ingress_died": 12} and after["in_flight"] == 0
@@ -115,6 +122,15 @@ def test_a_dead_replicas_open_batches_committed_by_writers_count_as_written(
         assert after[key] >= before[key], key  # counters never go back
 
 
-def test_a_batch_a_writer_still_claims_is_resolved_later(tmp_path: Path) -> None:
-    CommitLog(tmp_path, "w1").claim("b1")
+def test_a_batch_a_writer_is_still_writing_is_resolved_later(tmp_path: Path) -> None:
+    writer = CXIWriter(CXIConfig(output_dir=str(tmp_path)), writer_id="w1")
+    frames = batch(0, 4)
+    writer.begin("b1")
+    writer.write_batch(frames.images, [one_peak()] * 4, frames.metadata, [True] * 4, batch_id="b1")
+    writer.flush()
     assert resolve_open_batches(tmp_path, {"b1": 4}) is None
+    writer.commit("b1", {"hits": 4, "non_hits": 0, "failed": {}}, frames.images.shape[1:])
+    assert resolve_open_batches(tmp_path, {"b1": 4}) == {
+        "b1": {"hits": 4, "non_hits": 0, "failed": {}}
+    }
+    writer.close()

@@ -31,7 +31,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
@@ -251,30 +250,19 @@ def read_cxi_peaks(paths: Iterable[Path]) -> dict[int, Peaks]:
     ``.cxi.inprogress`` files are read too (without HDF5 file locking, as the writer still has
     them open; it flushes after every batch). A timestamp seen twice keeps its last event.
     """
-    import hdf5plugin  # noqa: F401  (registers the filters the CXI writer may use)
+    from peaknet_serve.cxi.format import METADATA_GROUP, open_cxi, read_peaks
 
     found: dict[int, Peaks] = {}
+    stamps = f"{METADATA_GROUP}/timestamp"
     for path in sorted(paths, key=lambda p: p.stat().st_mtime):
-        with h5py.File(path, "r", locking=False) as handle:
-            if "LCLS/timestamp" not in handle:
+        with open_cxi(path) as handle:
+            if stamps not in handle:
                 raise PeakNetServeError(
-                    f"{path} has no /LCLS/timestamp; evaluate needs the pusher's timestamps "
+                    f"{path} has no {stamps}; evaluate needs the pusher's timestamps "
                     "passed through to the CXI files"
                 )
-            result = handle["entry_1/result_1"]
-            counts = result["nPeaks"][()]
-            columns = {
-                key: result[key][()]
-                for key in (
-                    "peakXPosRaw",
-                    "peakYPosRaw",
-                    "peakTotalIntensity",
-                    "peakNPixels",
-                    "peakMaximumValue",
-                    "peakSNR",
-                )
-            }
-            for row, timestamp in enumerate(handle["LCLS/timestamp"][()]):
+            counts, columns = read_peaks(handle)
+            for row, timestamp in enumerate(handle[stamps][()]):
                 n = int(counts[row])
                 x, y, total, npix, vmax, snr = (
                     v[row, :n].astype(np.float64) for v in columns.values()

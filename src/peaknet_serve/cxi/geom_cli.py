@@ -28,15 +28,16 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from peaknet_serve.cxi.geometry import Geometry, mask_file_path, parse_geometry
-from peaknet_serve.cxi.writer import (
+from peaknet_serve.cxi.format import (
     CLEN_KEY,
     DATA_PATH,
     INPROGRESS_SUFFIX,
     METADATA_GROUP,
     PHOTON_ENERGY_KEY,
     RESULT_PATH,
+    open_cxi,
 )
+from peaknet_serve.cxi.geometry import Geometry, mask_file_path, parse_geometry
 from peaknet_serve.errors import ConfigError
 
 HELP = "print a CrystFEL geometry file for a CXI file written by peaknet-serve"
@@ -263,11 +264,8 @@ def _fixme_summary(lines: list[str]) -> list[str]:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    # locking=False: a live .cxi.inprogress is held open by its writer
-    with h5py.File(path, "r", locking=False) as handle:
+    with open_cxi(path) as handle:
         attrs = handle.attrs
-        if f"{RESULT_PATH}/nPeaks" not in handle:
-            raise ValueError(f"not a peaknet-serve CXI file (no {RESULT_PATH}/nPeaks)")
         has_data = DATA_PATH in handle
         if has_data:
             stored = tuple(int(v) for v in handle[DATA_PATH].shape[1:])

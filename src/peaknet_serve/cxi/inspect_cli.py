@@ -12,12 +12,16 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from peaknet_serve.cxi.writer import (
+from peaknet_serve.cxi.format import (
     DATA_PATH,
+    EVENTS_OFFERED,
+    HIT_PATH,
     INPROGRESS_SUFFIX,
     METADATA_GROUP,
+    N_PEAKS_PATH,
     PHOTON_ENERGY_KEY,
-    RESULT_PATH,
+    batch_records,
+    open_cxi,
 )
 
 HELP = "summarise CXI files: events, peaks per event, hit fraction, photon energy range"
@@ -36,14 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     status = 0
     summaries = []
+    held: dict[str, list[str]] = {}
     for path in args.files:
         try:
-            summaries.append(summarize(path))
+            summary = summarize(path)
         except (OSError, KeyError, ValueError) as exc:
             sys.stderr.write(f"peaknet-serve inspect: cannot read {path}: {exc}\n")
             status = 1
+            continue
+        for batch_id in summary.pop("batch_ids"):
+            held.setdefault(batch_id, []).append(str(path))
+        summaries.append(summary)
     if len(summaries) > 1:
         summaries.append(_total(summaries))
+        summaries[-1]["duplicate_batches"] = {b: f for b, f in held.items() if len(f) > 1}
     for summary in summaries:
         sys.stdout.write((json.dumps(summary) if args.json else _line(summary)) + "\n")
     return status
@@ -55,19 +65,20 @@ def summarize(path: Path) -> dict[str, Any]:
     A ``.cxi.inprogress`` file is opened without HDF5 file locking (its writer holds it open) and
     read as far as the writer has flushed it; ``in_progress`` says so. ``energy_nonfinite``
     counts the events whose photon energy is NaN or infinite (CrystFEL cannot index them).
+    ``batches`` counts the batches with events in the file, ``duplicates_dropped`` those whose
+    events were dropped as another file holds them (a batch sent to two writers); ``batch_ids``
+    lists the ids of the first kind (the total over several files names ids held twice).
 
     Raises:
         OSError, KeyError, ValueError: not a readable CXI file written by peaknet-serve.
     """
-    with h5py.File(path, "r", locking=False) as handle:
-        if f"{RESULT_PATH}/nPeaks" not in handle:
-            raise ValueError(f"not a peaknet-serve CXI file (no {RESULT_PATH}/nPeaks)")
-        n_peaks = np.asarray(handle[f"{RESULT_PATH}/nPeaks"][()])
-        hit_path = f"{RESULT_PATH}/hit"
-        hit = np.asarray(handle[hit_path][()], dtype=bool) if hit_path in handle else None
+    with open_cxi(path) as handle:
+        n_peaks = np.asarray(handle[N_PEAKS_PATH][()])
+        hit = np.asarray(handle[HIT_PATH][()], dtype=bool) if HIT_PATH in handle else None
         energy_path = f"{METADATA_GROUP}/{PHOTON_ENERGY_KEY}"
         energy = np.asarray(handle[energy_path][()], float) if energy_path in handle else None
-        offered = handle.attrs.get("peaknet_events_offered")
+        records = batch_records(handle)
+        offered = handle.attrs.get(EVENTS_OFFERED)
         mode = handle.attrs.get("peaknet_write_mode")
         image = None
         if DATA_PATH in handle:
@@ -94,6 +105,9 @@ def summarize(path: Path) -> dict[str, Any]:
         "energy_max_eV": float(finite.max()) if finite.size else None,
         "energy_nonfinite": int(energy.size - finite.size) if energy is not None else 0,
         "image": image,
+        "batches": len({r["batch"] for r in records if r["events"]}),
+        "duplicates_dropped": sum(1 for r in records if r.get("duplicate_of")),
+        "batch_ids": sorted({r["batch"] for r in records if r["events"]}),
     }
 
 
@@ -132,6 +146,8 @@ def _total(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         "energy_min_eV": min(lows, default=None),
         "energy_max_eV": max(highs, default=None),
         "energy_nonfinite": sum(s["energy_nonfinite"] for s in summaries),
+        "batches": sum(s["batches"] for s in summaries),
+        "duplicates_dropped": sum(s["duplicates_dropped"] for s in summaries),
     }
 
 
@@ -160,6 +176,12 @@ def _line(summary: dict[str, Any]) -> str:
         parts.append("energy unknown")
     if summary.get("energy_nonfinite"):
         parts.append(f"energy not finite in {summary['energy_nonfinite']} events")
+    if summary.get("duplicates_dropped"):
+        parts.append(f"{summary['duplicates_dropped']} batches dropped as written twice")
+    if summary.get("duplicate_batches"):
+        parts.append(
+            f"DUPLICATES: {len(summary['duplicate_batches'])} batches in more than one file"
+        )
     image = summary.get("image")
     if image:
         shape = "x".join(str(v) for v in image["shape"])

@@ -1,22 +1,11 @@
 """Appends events to CXI files that CrystFEL (``indexamajig --peaks=cxi``) and OM read.
 
-Layout (per file, N events, every dataset resizable along axis 0):
-
-- ``/entry_1/data_1/data`` (N, rows, cols) float32, one frame per chunk (not in "peaks" mode)
-- ``/entry_1/result_1/nPeaks`` (N,) int32
-- ``/entry_1/result_1/peak{XPosRaw,YPosRaw,TotalIntensity,NPixels,MaximumValue,SNR}``
-  (N, max_peaks) float32, unused slots 0; positions index the written 2-D array, pixel centres at
-  integers
-- ``/entry_1/result_1/hit`` (N,) uint8, the hit decision (all 1 unless write_mode is "all")
-- ``/LCLS/photon_energy_eV`` (N,) float64 (NaN when not given) and ``/LCLS/{key}`` (N, ...) for
-  every metadata field, event axis first: numbers keep their dtype, strings (and any other type,
-  logged) are variable-length str element by element; fields of a panel's size or more only when
-  named in ``copy_large_fields``; ``clen_field`` goes to ``/LCLS/detector_1/EncoderValue``
-- root attributes ``peaknet_*``: writer id, write mode, events offered to the writer while the
-  file was current (the hit fraction's denominator), panel layout, source geometry text
-
-The file is ``NAME.cxi.inprogress`` until it closes, then renamed to ``NAME.cxi``, so a reader
-never sees a half-written ``.cxi``. One writer per process; not thread-safe.
+The layout and names are ``peaknet_serve.cxi.format``'s. Each event is written with the id of
+its batch; ``commit`` records a batch's outcome in the open file and makes the events so far
+the committed ones, flushed, before the batch is acknowledged (what recovery trims a dead
+writer's file to). The file is ``NAME.cxi.inprogress`` until it closes, then renamed to
+``NAME.cxi``, so a reader never sees a half-written ``.cxi``. One writer per process; not
+thread-safe.
 """
 
 from __future__ import annotations
@@ -24,47 +13,49 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import socket
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import h5py
-import hdf5plugin
 import numpy as np
 
 from peaknet_serve import __version__
+from peaknet_serve.cxi.batches import BatchTable
 from peaknet_serve.cxi.config import NAME_PATTERN, CXIConfig
+from peaknet_serve.cxi.format import (
+    BATCHES_PATH,
+    COMMITTED_BATCHES,
+    COMMITTED_EVENTS,
+    CREATING_SUFFIX,
+    DATA_PATH,
+    EVENT_BATCH_PATH,
+    EVENTS_OFFERED,
+    INPROGRESS_SUFFIX,
+    PEAK_FIELDS,
+    PHOTON_ENERGY_KEY,
+    RESULT_PATH,
+    SUFFIX,
+    WRITER_HOST,
+    WRITER_ID,
+    WRITER_PID,
+    WRITING_BATCH,
+    file_stem,
+    renamed,
+)
 from peaknet_serve.cxi.geometry import read_geometry
 from peaknet_serve.cxi.layout import PanelLayout
+from peaknet_serve.cxi.metadata import SCALAR_CHUNK_ROWS, FileDatasets, MetadataFields
+from peaknet_serve.cxi.recovery import drop_duplicates
+from peaknet_serve.cxi.storage import as_writer_error, creation_failure, filters
 from peaknet_serve.errors import WriterError
 from peaknet_serve.peaks.find import Peaks
 
 logger = logging.getLogger(__name__)
 
-DATA_PATH = "/entry_1/data_1/data"
-RESULT_PATH = "/entry_1/result_1"
-METADATA_GROUP = "/LCLS"
-PHOTON_ENERGY_KEY = "photon_energy_eV"
-CLEN_KEY = "detector_1/EncoderValue"
-"""Where ``output.clen_field`` is stored under ``/LCLS`` (Cheetah's place; ``units`` attribute)."""
-DECODED_ENERGY_KEY = "photon_energy_ev"
-"""The photon-energy key of ``peaknet_serve.wire.FrameBatch.metadata``."""
-SUFFIX = ".cxi"
-INPROGRESS_SUFFIX = ".cxi.inprogress"
-#: CXI peak dataset name -> Peaks attribute (positions handled apart: they move with the layout).
-PEAK_FIELDS = {
-    "peakXPosRaw": "x",
-    "peakYPosRaw": "y",
-    "peakTotalIntensity": "total_intensity",
-    "peakNPixels": "n_pixels",
-    "peakMaximumValue": "max_value",
-    "peakSNR": "snr",
-}
 _PEAK_CHUNK_ROWS = 16
-_SCALAR_CHUNK_ROWS = 1024
-_METADATA_CHUNK_BYTES = 1 << 20
 
 
 class CXIWriter:
@@ -96,7 +87,9 @@ class CXIWriter:
         self._frame_shape: tuple[int, ...] | None = None
         self._layout: PanelLayout | None = None
         self._datasets: dict[str, h5py.Dataset] = {}
-        self._warned: set[str] = set()
+        self._table = BatchTable()
+        self._batch_id = ""
+        self._metadata = MetadataFields(self._config)
 
     @property
     def files_written(self) -> tuple[Path, ...]:
@@ -112,6 +105,11 @@ class CXIWriter:
     def current_path(self) -> Path | None:
         """The ``.cxi.inprogress`` file being written, if any."""
         return self._inprogress
+
+    @property
+    def current_events(self) -> int:
+        """Events in the open file (0 when none is open)."""
+        return self._n
 
     def __enter__(self) -> CXIWriter:
         return self
@@ -144,6 +142,8 @@ class CXIWriter:
         peaks_list: Sequence[Peaks],
         metadata: Mapping[str, Any],
         hits: Sequence[bool] | np.ndarray,
+        *,
+        batch_id: str = "",
     ) -> int:
         """Offer a batch of events; returns how many were written.
 
@@ -152,6 +152,12 @@ class CXIWriter:
             peaks_list: B ``Peaks``.
             metadata: ``{key: array-like of length B}``.
             hits: B hit decisions.
+            batch_id: written with each event and in the batch table, so that a batch written
+                twice can be found; named as being written (``peaknet_writing_batch``) until
+                ``commit``. A batch with an id is never split over two files: when it does not
+                fit in the open file, that file is finished first, and one larger than
+                ``events_per_file`` gets a file of its own; so a file is only ever finished
+                with every row of it acknowledged.
         """
         images = np.asarray(images)
         hits = np.asarray(hits, dtype=bool)
@@ -162,7 +168,7 @@ class CXIWriter:
                 "give one of each per event"
             )
         frame_shape = tuple(images.shape[1:])
-        arrays = self._metadata_arrays(metadata, batch, frame_shape)
+        arrays = self._metadata.arrays(metadata, batch, frame_shape)
         selected = np.arange(batch) if self._config.write_mode == "all" else np.flatnonzero(hits)
         if len(frame_shape) not in (2, 3):
             raise ValueError(f"images {images.shape}: expected (B, H, W) or (B, P, H, W)")
@@ -173,66 +179,94 @@ class CXIWriter:
                 frame_shape,
             )
             self._close_file()
+        self._batch_id = batch_id
+        room = self._config.events_per_file - self._n
+        if batch_id and self._file is not None and 0 < room < selected.size:
+            self._close_file()  # every row of it is committed: the batch goes to a new file
         attributed = 0
         start = 0
         while start < selected.size:
             if self._file is None:
                 self._open(frame_shape)
-            part = selected[start : start + self._config.events_per_file - self._n]
-            self._offered += int(part[-1]) + 1 - attributed
+            room = self._config.events_per_file - self._n
+            part = selected[start:] if batch_id else selected[start : start + room]
+            offered = int(part[-1]) + 1 - attributed
+            self._offered += offered
             attributed = int(part[-1]) + 1
+            self._record(batch_id)["offered"] += offered
             self._append(images, peaks_list, arrays, hits, part)
             start += part.size
-            if self._n >= self._config.events_per_file:
-                self._close_file()
+            if self._n >= self._config.events_per_file and not batch_id:
+                self._close_file()  # with a batch id: at commit
         self._offered += batch - attributed
         return int(selected.size)
-
-    def _metadata_arrays(
-        self, metadata: Mapping[str, Any], batch: int, frame_shape: tuple[int, ...]
-    ) -> dict[str, np.ndarray]:
-        """The fields to write, under their ``/LCLS`` names; a field that cannot be is logged."""
-        config = self._config
-        panel_pixels = int(np.prod(frame_shape[-2:]))
-        arrays = {}
-        for key, values in metadata.items():
-            try:
-                array = np.asarray(values)
-            except ValueError:  # ragged per-event values
-                array = np.asarray([_as_str(value) for value in values], dtype=object)
-            if array.ndim == 0 or len(array) != batch:
-                self._warn_once(key, "metadata %r has shape %s for %d events: not written",
-                                key, array.shape, batch)
-                continue
-            per_event = int(np.prod(array.shape[1:]))
-            if (array.ndim >= 3 and per_event >= panel_pixels
-                    and key not in config.copy_large_fields and key != config.clen_field):
-                self._warn_once(
-                    key, "metadata %r holds a %s image per event, as big as a panel: not copied "
-                    "(name it in output.copy_large_fields to keep it)", key, array.shape[1:])
-                continue
-            name = CLEN_KEY if key == config.clen_field else _dataset_key(key)
-            if name != CLEN_KEY and (flat := _flat_name(name)) != name:
-                self._warn_once(key, "metadata %r stored as %s/%s: a name with '/' or '..' "
-                                "would make nested groups", key, METADATA_GROUP, flat)
-                name = flat
-            if name in arrays:
-                self._warn_once(key, "metadata %r: not written, %s/%s is taken by another field",
-                                key, METADATA_GROUP, name)
-                continue
-            arrays[name] = array
-        return arrays
 
     def flush(self) -> None:
         """Push what was written to disk (the file stays ``.inprogress``)."""
         if self._file is not None:
-            with _as_writer_error(self._inprogress):
-                self._file.attrs["peaknet_events_offered"] = self._offered
+            with as_writer_error(self._inprogress):
+                self._table.save(self._file)
+                self._file.attrs[EVENTS_OFFERED] = self._offered
                 self._file.flush()
 
-    def close(self) -> None:
-        """Close the open file, if any, and rename it to ``.cxi``. Safe to call twice."""
+    def begin(self, batch_id: str) -> None:
+        """Name ``batch_id`` as being written in the open file, flushed (see ``WRITING_BATCH``)."""
+        self._batch_id = batch_id
         if self._file is not None:
+            with as_writer_error(self._inprogress):
+                self._file.attrs[WRITING_BATCH] = batch_id
+                self._file.flush()
+
+    def commit(self, batch_id: str, outcome: Mapping[str, Any], frame_shape: Sequence[int]) -> None:
+        """Record ``batch_id``'s ``outcome`` (hits, non_hits, failed) in the open file and make
+        every event in it committed, flushed to disk: call it before acknowledging the batch.
+
+        A batch that wrote no event (all non-hits) opens a file for ``frame_shape`` frames when
+        none is open, so that every committed batch is on record. A file the batch filled up
+        is finished (renamed ``.cxi``) after the commit. Raises ``WriterError`` when the file
+        cannot be written.
+        """
+        if self._file is None:
+            self._open(tuple(frame_shape))
+        self._record(batch_id).update(outcome)
+        with as_writer_error(self._inprogress):
+            self._mark_committed()
+            self._file.attrs[WRITING_BATCH] = ""
+            self._file.flush()
+        self._batch_id = ""
+        if self._n >= self._config.events_per_file:
+            self._close_file()
+
+    def abandon(self) -> Path | None:
+        """Close the open file as it is, uncommitted rows and all, after a failed write; returns
+        its path (still ``.inprogress``) for ``peaknet_serve.cxi.recovery.finish_file``, which
+        trims it to what was committed. Never raises."""
+        path, handle = self._inprogress, self._file
+        self._file = self._inprogress = None
+        self._datasets = {}
+        self._n = 0
+        if handle is not None:
+            try:
+                handle.close()
+            except (OSError, RuntimeError) as exc:
+                logger.error("closing %s after a failed write failed too: %s", path, exc)
+        return path
+
+    def _record(self, batch_id: str) -> dict[str, Any]:
+        return self._table.row(batch_id, first=self._n)
+
+    def _mark_committed(self) -> None:
+        """Every event and batch row so far is committed (the attributes recovery trims to)."""
+        assert self._file is not None
+        self._file.attrs[EVENTS_OFFERED] = self._offered
+        self._table.commit(self._file, events=self._n)
+
+    def close(self) -> None:
+        """Close the open file, if any, and rename it to ``.cxi``; a file with no event (only
+        the record of non-hit batches) is removed instead. Safe to call twice."""
+        if self._file is not None and self._n == 0:
+            self._discard_new_file()
+        elif self._file is not None:
             self._close_file()
 
     def _open(self, frame_shape: tuple[int, ...]) -> None:
@@ -240,24 +274,32 @@ class CXIWriter:
         self._layout = self._make_layout(frame_shape)
         self._frame_shape = frame_shape
         directory = Path(config.output_dir)
-        with _as_writer_error(directory):
+        with as_writer_error(directory):
             directory.mkdir(parents=True, exist_ok=True)
         while True:
-            stem = f"{config.file_prefix}-{self._writer_id}-{self._seq:05d}"
+            stem = file_stem(config.file_prefix, self._writer_id, self._seq)
             final = directory / (stem + SUFFIX)
             inprogress = directory / (stem + INPROGRESS_SUFFIX)
-            if not final.exists() and not inprogress.exists():
+            creating = directory / (stem + CREATING_SUFFIX)
+            if not any(path.exists() for path in (final, inprogress, creating)):
                 break
             self._seq += 1
         self._n = 0
-        with _as_writer_error(inprogress):
-            self._file = h5py.File(inprogress, "w")
-            self._inprogress = inprogress
+        self._table = BatchTable()
+        # Made under a name of its own, then renamed: every .inprogress file names its writer.
+        with as_writer_error(creating):
+            # locking=False: no flock needed on the output file system
+            self._file = h5py.File(creating, "w", locking=False)
+            self._inprogress = creating
             try:
                 self._create_datasets()
+                self._file.flush()
             except (ValueError, RuntimeError, OSError) as exc:
                 self._discard_new_file()
-                raise WriterError(_creation_failure(inprogress, config, exc)) from exc
+                raise WriterError(creation_failure(creating, config, exc)) from exc
+        with as_writer_error(inprogress):
+            os.rename(creating, inprogress)
+            self._inprogress = inprogress
         logger.info("writing %s", inprogress)
 
     def _make_layout(self, frame_shape: tuple[int, ...]) -> PanelLayout:
@@ -271,7 +313,7 @@ class CXIWriter:
     def _create_datasets(self) -> None:
         config, handle, layout = self._config, self._file, self._layout
         assert handle is not None and layout is not None
-        filters = _filters(config)
+        compression = filters(config)
         handle.create_dataset("/cxi_version", data=140)
         self._datasets = {}
         if config.write_mode != "peaks":
@@ -281,7 +323,7 @@ class CXIWriter:
                 maxshape=(None, *layout.stored_shape),
                 chunks=(1, *layout.stored_shape),
                 dtype=np.float32,
-                **filters,
+                **compression,
             )
         for name in PEAK_FIELDS:
             self._datasets[f"{RESULT_PATH}/{name}"] = handle.create_dataset(
@@ -290,34 +332,48 @@ class CXIWriter:
                 maxshape=(None, config.max_peaks),
                 chunks=(_PEAK_CHUNK_ROWS, config.max_peaks),
                 dtype=np.float32,
-                **filters,
+                **compression,
             )
-        for name, dtype in (("nPeaks", np.int32), ("hit", np.uint8)):
-            self._datasets[f"{RESULT_PATH}/{name}"] = handle.create_dataset(
-                f"{RESULT_PATH}/{name}",
-                shape=(0,),
-                maxshape=(None,),
-                chunks=(_SCALAR_CHUNK_ROWS,),
-                dtype=dtype,
+        for path, dtype in (
+            (f"{RESULT_PATH}/nPeaks", np.int32),
+            (f"{RESULT_PATH}/hit", np.uint8),
+            (EVENT_BATCH_PATH, h5py.string_dtype()),
+        ):
+            self._datasets[path] = handle.create_dataset(
+                path, shape=(0,), maxshape=(None,), chunks=(SCALAR_CHUNK_ROWS,), dtype=dtype
             )
-        self._metadata_dataset(PHOTON_ENERGY_KEY, np.zeros(1, dtype=np.float64))
+        handle.create_dataset(
+            BATCHES_PATH, shape=(0,), maxshape=(None,), chunks=(64,), dtype=h5py.string_dtype()
+        )
+        self._metadata.dataset(self._opened(), PHOTON_ENERGY_KEY, np.zeros(1, np.float64))
         attrs = handle.attrs
         attrs["peaknet_serve_version"] = __version__
-        attrs["peaknet_writer_id"] = self._writer_id
+        attrs[WRITER_ID] = self._writer_id
+        attrs[WRITER_HOST] = socket.gethostname()
+        attrs[WRITER_PID] = os.getpid()
+        attrs[WRITING_BATCH] = self._batch_id
+        attrs[COMMITTED_EVENTS] = 0
+        attrs[COMMITTED_BATCHES] = 0
         attrs["peaknet_write_mode"] = config.write_mode
         attrs["peaknet_frame_shape"] = np.asarray(self._frame_shape, dtype=np.int64)
         attrs["peaknet_panel_shape"] = np.asarray(layout.panel_shape, dtype=np.int64)
         attrs["peaknet_stored_shape"] = np.asarray(layout.stored_shape, dtype=np.int64)
         attrs["peaknet_panel_offsets"] = np.asarray(layout.offsets, dtype=np.int64)
-        attrs["peaknet_events_offered"] = 0
+        attrs[EVENTS_OFFERED] = 0
         if layout.geometry_text is not None:
             attrs["peaknet_geometry"] = layout.geometry_text
             attrs["peaknet_geometry_path"] = str(Path(config.geometry_file or "").resolve())
 
+    def _opened(self) -> FileDatasets:
+        assert self._file is not None
+        return FileDatasets(self._file, self._datasets, self._n)
+
     def _discard_new_file(self) -> None:
-        """Drop a file whose datasets could not be created (it holds no event)."""
+        """Drop a file that holds no event (its datasets could not be created, or it only
+        recorded batches of non-hits)."""
         assert self._file is not None and self._inprogress is not None
-        self._file.close()
+        with as_writer_error(self._inprogress):
+            self._file.close()
         self._inprogress.unlink(missing_ok=True)
         self._file = None
         self._inprogress = None
@@ -334,7 +390,7 @@ class CXIWriter:
         layout = self._layout
         assert layout is not None
         start, stop = self._n, self._n + part.size
-        with _as_writer_error(self._inprogress):
+        with as_writer_error(self._inprogress):
             for dataset in self._datasets.values():
                 dataset.resize(stop, axis=0)
             data = self._datasets.get(DATA_PATH)
@@ -345,11 +401,11 @@ class CXIWriter:
                     data.write_direct(stored, dest_sel=np.s_[row : row + 1])
             self._write_peaks(peaks_list, part, start, stop)
             self._datasets[f"{RESULT_PATH}/hit"][start:stop] = hits[part].astype(np.uint8)
+            self._datasets[EVENT_BATCH_PATH][start:stop] = self._batch_id
+            self._record(self._batch_id)["events"] += part.size
             for key, values in metadata.items():
-                self._write_metadata(key, values, part, start, stop)
-            for key, dataset in self._datasets.items():
-                if key.startswith(METADATA_GROUP + "/") and _key_of(key) not in metadata:
-                    dataset[start:stop] = _fill_value(dataset)
+                self._metadata.write(self._opened(), key, values, part, start, stop)
+            self._metadata.fill_missing(self._datasets, metadata, start, stop)
         self._n = stop
         self._events += part.size
 
@@ -378,72 +434,18 @@ class CXIWriter:
             self._datasets[f"{RESULT_PATH}/{name}"].write_direct(block, dest_sel=np.s_[start:stop])
         self._datasets[f"{RESULT_PATH}/nPeaks"][start:stop] = counts
 
-    def _write_metadata(
-        self, key: str, values: np.ndarray, part: np.ndarray, start: int, stop: int
-    ) -> None:
-        chosen = values[part]
-        dataset = self._metadata_dataset(key, chosen)
-        if dataset is None:
-            return
-        if dataset.shape[0] < stop:
-            dataset.resize(stop, axis=0)
-        try:
-            if h5py.check_string_dtype(dataset.dtype) is not None:
-                converted: Any = _as_str_array(chosen)
-            else:
-                converted = np.asarray(chosen).astype(dataset.dtype)
-            if converted.shape[1:] != dataset.shape[1:]:
-                raise ValueError(f"shape {converted.shape[1:]} per event, not {dataset.shape[1:]}")
-        except (TypeError, ValueError) as exc:
-            self._warn_once(
-                key, "metadata %r: values %r do not fit %s%s (%s); writing fill values",
-                key, chosen[:1], dataset.dtype, dataset.shape[1:], exc,
-            )
-            converted = _fill_value(dataset)
-        dataset[start:stop] = converted
-
-    def _metadata_dataset(self, key: str, example: np.ndarray) -> h5py.Dataset | None:
-        name = key.strip("/")
-        path = f"{METADATA_GROUP}/{name}"
-        dataset = self._datasets.get(path)
-        if dataset is not None:
-            return dataset
-        assert self._file is not None
-        if example.dtype.kind in "biuf":
-            dtype: Any = example.dtype
-        else:
-            if example.dtype.kind not in "USO":
-                self._warn_once(key, "metadata %r of dtype %s is stored as strings", key,
-                                example.dtype)
-            dtype = h5py.string_dtype()
-        event_shape = example.shape[1:]
-        itemsize = example.dtype.itemsize if dtype is example.dtype else 8  # 8: str pointer
-        event_bytes = max(1, int(np.prod(event_shape)) * itemsize)
-        rows = max(1, min(_SCALAR_CHUNK_ROWS, _METADATA_CHUNK_BYTES // event_bytes))
-        dataset = self._file.create_dataset(
-            path,
-            shape=(self._n, *event_shape),
-            maxshape=(None, *event_shape),
-            chunks=(rows, *event_shape),
-            dtype=dtype,
-        )
-        if self._n:
-            dataset[:] = _fill_value(dataset)
-        if name == CLEN_KEY:
-            dataset.attrs["units"] = self._config.clen_unit
-        self._datasets[path] = dataset
-        return dataset
-
     def _close_file(self) -> None:
         handle, inprogress = self._file, self._inprogress
         assert handle is not None and inprogress is not None
-        final = inprogress.with_name(inprogress.name.removesuffix(INPROGRESS_SUFFIX) + SUFFIX)
-        with _as_writer_error(inprogress):
+        final = renamed(inprogress, SUFFIX)
+        with as_writer_error(inprogress):
             try:
                 for dataset in self._datasets.values():
                     if dataset.shape[0] != self._n:
                         dataset.resize(self._n, axis=0)
-                handle.attrs["peaknet_events_offered"] = self._offered
+                self._mark_committed()  # a closed file is final: what it holds is kept
+                handle.attrs[WRITING_BATCH] = ""
+                drop_duplicates(handle, inprogress)
             finally:
                 handle.close()
                 self._file = None
@@ -455,87 +457,3 @@ class CXIWriter:
         self._offered = 0
         self._n = 0
         self._seq += 1
-
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning(message, *args)
-
-
-def _filters(config: CXIConfig) -> dict[str, Any]:
-    if config.compression == "gzip":
-        return {"compression": "gzip", "compression_opts": config.compression_level}
-    if config.compression == "bitshuffle_lz4":
-        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
-    if config.compression == "bitshuffle_zstd":
-        return dict(hdf5plugin.Bitshuffle(cname="zstd", clevel=config.compression_level))
-    return {}
-
-
-def _fill_value(dataset: h5py.Dataset) -> Any:
-    """LCLStreamer's fill values: NaN for floats, -999 for signed ints, 0 unsigned, "None"."""
-    if h5py.check_string_dtype(dataset.dtype) is not None:
-        return "None"
-    kind = dataset.dtype.kind
-    return np.nan if kind == "f" else -999 if kind == "i" else 0
-
-
-def _dataset_key(metadata_key: str) -> str:
-    """The ``/LCLS/`` name of a metadata field: the decoder's photon energy goes to the name
-    CrystFEL and OM read, every other key keeps its own name."""
-    key = metadata_key.strip("/")
-    return PHOTON_ENERGY_KEY if key == DECODED_ENERGY_KEY else key
-
-
-def _flat_name(name: str) -> str:
-    """``name`` as one HDF5 link name: '/' and anything but letters, digits, '_', '.', '-' become
-    '_', and so does every run of dots of two or more."""
-    flat = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip("/")))
-    return flat if flat not in ("", ".") else "_"
-
-
-def _key_of(path: str) -> str:
-    return path[len(METADATA_GROUP) + 1 :]
-
-
-def _as_str(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _as_str_array(values: np.ndarray) -> np.ndarray:
-    """Every element as str, the shape kept: (B, 4) strings stay (B, 4), one string a cell."""
-    values = np.asarray(values)
-    out = np.empty(values.shape, dtype=object)
-    for index, value in np.ndenumerate(values):
-        out[index] = _as_str(value)
-    return out
-
-
-def _creation_failure(path: Path, config: CXIConfig, exc: BaseException) -> str:
-    """Why the datasets of a new file could not be created, and what to do."""
-    if config.compression.startswith("bitshuffle"):
-        plugin_path = os.environ.get("HDF5_PLUGIN_PATH")
-        shadow = (
-            f"HDF5_PLUGIN_PATH={plugin_path} makes HDF5 load that directory's bitshuffle plugin "
-            "(built for another HDF5 library) in place of hdf5plugin's; unset HDF5_PLUGIN_PATH in "
-            "the service's environment (CrystFEL needs it, the service does not)"
-            if plugin_path
-            else "the bitshuffle filter is not available: install hdf5plugin in the service's "
-            "environment, and leave HDF5_PLUGIN_PATH unset"
-        )
-        return (
-            f"cannot create {path} with output.compression {config.compression}: {exc}. "
-            f"{shadow}, or set output.compression: gzip"
-        )
-    return f"cannot create {path}: {exc} (check free space and permissions of output.output_dir)"
-
-
-@contextmanager
-def _as_writer_error(path: Path | None) -> Iterator[None]:
-    """Turns OSError and h5py's errors into a WriterError naming the file."""
-    try:
-        yield
-    except (OSError, RuntimeError, KeyError) as exc:
-        raise WriterError(
-            f"cannot write {path}: {exc} (check free space and permissions of output.output_dir)"
-        ) from exc

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from peaknet_serve.peaks import Peaks
+from peaknet_serve.peaks import Judged, Peaks
 
 THUMBNAIL_PX = 384
 """Longest side of the last-hit image sent to the page."""
@@ -69,7 +69,7 @@ def _thumbnail(image: np.ndarray, peaks: Peaks) -> dict[str, Any]:
 
 def summarize_batch(
     images: np.ndarray,
-    judged: Sequence[tuple[int, Peaks, bool]],
+    judged: Sequence[Judged],
     *,
     timestamps: np.ndarray | None = None,
     thumbnail: bool = True,
@@ -78,8 +78,8 @@ def summarize_batch(
 
     Args:
         images: the batch's frames, (B, H, W) or (B, P, H, W).
-        judged: ``(frame index, peaks, is_hit)`` for each frame that was judged (what
-            ``PeakStage.process`` builds).
+        judged: a ``Judged`` (frame index, peaks, hit) for each frame that was judged (what
+            ``BatchJudge`` builds).
         timestamps: the frames' timestamps (metadata ``timestamp``), for the last hit's label.
         thumbnail: include the last hit's image (most of the time this takes:
             ``scripts/bench_live.py``).
@@ -136,7 +136,7 @@ class BatchSummarizer:
     def __call__(
         self,
         images: np.ndarray,
-        judged: Sequence[tuple[int, Peaks, bool]],
+        judged: Sequence[Judged],
         *,
         timestamps: np.ndarray | None = None,
     ) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from peaknet_serve.peaks.badpixels import fit_bad_pixels, load_bad_pixel_mask
 from peaknet_serve.peaks.config import HitConfig, PeaksConfig
 from peaknet_serve.peaks.find import PeakFinder, Peaks, find_peaks
-from peaknet_serve.peaks.hits import is_hit
+from peaknet_serve.peaks.hits import Judged, is_hit
 from peaknet_serve.peaks.invalid import (
     BAD_PIXEL_MASK,
     INVALID_PIXELS,
@@ -22,6 +22,7 @@ __all__ = [
     "BadPixels",
     "ExtraBadPixels",
     "HitConfig",
+    "Judged",
     "PeakFinder",
     "Peaks",
     "PeaksConfig",

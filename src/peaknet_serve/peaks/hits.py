@@ -1,8 +1,19 @@
-"""The hit rule."""
+"""The hit rule, and what it decides of one frame."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from peaknet_serve.peaks.config import HitConfig
+from peaknet_serve.peaks.find import Peaks
+
+
+class Judged(NamedTuple):
+    """One judged frame: its index in its batch, its peaks, and whether it is a hit."""
+
+    index: int
+    peaks: Peaks
+    hit: bool
 
 
 def is_hit(n_peaks: int, config: HitConfig | None = None) -> bool:

@@ -6,7 +6,8 @@ every replica that ever posted, so a replica that dies or is replaced keeps its 
 account and the service's Prometheus counters never go backwards.
 
 What a replica held when it died (its ``in_flight``) is settled by looking its open batches up in
-the writers' commit logs (``resolve_open_batches``): a batch a writer committed counts as its
+the writers' CXI files, where each writer records the batches it commits
+(``resolve_open_batches``): a batch a writer committed counts as its
 recorded hits, non-hits and failures, the rest is lost as ``ingress_died``. Until that is done its
 frames stay ``in_flight``, so no counter has to go back. ``ingress_died`` is exact for every frame
 the replica had counted by its last post (posted within ``POST_CHANGE_S`` of a change); messages
@@ -27,7 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from peaknet_serve.service.commits import find_batch
+from peaknet_serve.cxi.batches import BatchIndex
 
 COUNTS = (
     "received",
@@ -122,18 +123,23 @@ def service_totals(
 
 
 def resolve_open_batches(output_dir: Path, open_batches: Mapping[str, int]) -> Resolution | None:
-    """What became of a dead replica's open batches, from the writers' commit logs.
+    """What became of a dead replica's open batches, from the batch tables of the CXI files.
 
-    None while a writer still claims one of them (ask again later); otherwise batch id -> its
-    committed outcome record, or None for a batch no writer committed (lost). Reads files only:
-    any ingress that sees ``output.output_dir`` can do it.
+    None while a writer names one of them as being written, or a file that may hold one cannot
+    be read right now (ask again later); otherwise batch id -> its committed outcome record, or
+    None for a batch no writer committed (lost). Reads files only: any ingress that sees
+    ``output.output_dir`` can do it.
     """
+    index = BatchIndex(output_dir)
     answer: dict[str, Mapping[str, Any] | None] = {}
     for batch_id in open_batches:
-        record = find_batch(output_dir, batch_id)
-        if record.committed is None and record.claimed_by:
+        record = index.find(batch_id)
+        if record.committed is None and (record.writing or record.unreadable):
             return None
-        answer[batch_id] = record.committed.to_record() if record.committed else None
+        committed = record.committed
+        answer[batch_id] = (
+            {key: committed[key] for key in ("hits", "non_hits", "failed")} if committed else None
+        )
     return answer
 
 
