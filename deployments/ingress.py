@@ -29,6 +29,7 @@ from peaknet_serve.live import LiveBoard
 from peaknet_serve.peaks import PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.health import WriterHealth
+from peaknet_serve.service.metadata_watch import MetadataCollector, MetadataWatch
 from peaknet_serve.service.metrics import ledger_registry, render
 from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
@@ -48,7 +49,8 @@ from peaknet_serve.service.totals import (
     resolve_open_batches,
     service_totals,
 )
-from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
+from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message
+from peaknet_serve.wire.buffer import buffered_source
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +144,7 @@ class Ingress:
             else None
         )
         self._pump = Pump(
-            source=make_source(config.source),
+            source=buffered_source(config.source),
             decode=self._decode,
             submit=self._submit,
             ledger=self.ledger,
@@ -156,6 +158,8 @@ class Ingress:
             config.peaks, bad_pixels=geometry_bad_pixels(config.output.geometry_file)
         )
         self._masked = MaskedPixelMetrics(self._registry)
+        self._metadata = MetadataWatch(config.decode)
+        self._registry.register(MetadataCollector(self._metadata))
         self._pump.start()
         self._poster = asyncio.get_running_loop().create_task(self._post_counts(), name="post")
         logger.info(
@@ -171,6 +175,7 @@ class Ingress:
         except DecodeError as exc:
             self._metrics.rejected(n_bytes=n_bytes, reason=exc.reason)
             raise
+        self._metadata.observe(batch)
         self._metrics.received(n_bytes=n_bytes, frames=len(batch))
         return batch
 
@@ -422,6 +427,11 @@ class Ingress:
             logger.warning("status: no PeakNet replica answered: %s", _describe(exc))
             return {"error": f"no answer: {_describe(exc)}"}
 
+    def _peers(self) -> dict[str, Any]:
+        """Connected peers, last message age, the latest mismatch warning (``wire.peer_watch``)."""
+        watch = self._pump.source.watch
+        return watch.snapshot() if watch is not None else {}
+
     @app.get("/healthz")
     def healthz(self) -> JSONResponse:
         """Liveness: the pull loop is running."""
@@ -441,7 +451,7 @@ class Ingress:
         failing = self.writers.failing()
         checks["writer"] = bool(writer.get("writable")) and not failing
         ready = all(checks.values()) and not self._pump.paused
-        body = {"ready": ready, **checks, "paused": self._pump.paused}
+        body = {"ready": ready, **checks, "paused": self._pump.paused, **self._peers()}
         if not checks["writer"]:
             body["writer_errors"] = failing or {
                 "probe": writer.get("write_error") or "not writable"
@@ -463,6 +473,9 @@ class Ingress:
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
             "peers_rejected": self._pump.source.peers.rejected,
+            **self._peers(),
+            "receive_buffer": self._pump.source.snapshot(),
+            "metadata": self._metadata.snapshot(),
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
             "gpu": await self._gpu_status(),
