@@ -43,6 +43,7 @@ from peaknet_serve.service.screen import (
     screen_batch,
 )
 from peaknet_serve.service.totals import (
+    BUFFERED,
     OPEN_BATCHES,
     STOPPED,
     render_totals,
@@ -288,7 +289,13 @@ class Ingress:
         posted, last = None, 0.0
         while True:
             body = self._post_body()
-            counts = (body["received"], body["in_flight"], body["messages_received"], *self._open)
+            counts = (
+                body["received"],
+                body["in_flight"],
+                body["messages_received"],
+                body[BUFFERED],
+                *self._open,
+            )
             if counts != posted or time.monotonic() - last >= POST_INTERVAL_S:
                 try:
                     totals = await asyncio.wait_for(
@@ -305,7 +312,10 @@ class Ingress:
             await asyncio.sleep(POST_CHANGE_S)
 
     def _post_body(self) -> dict[str, Any]:
-        return self.ledger.snapshot() | {OPEN_BATCHES: dict(self._open)}
+        return self.ledger.snapshot() | {
+            OPEN_BATCHES: dict(self._open),
+            BUFFERED: self._pump.source.backlog,
+        }
 
     async def _resolve(self, to_resolve: dict[str, dict[str, int]]) -> None:
         """Settle dead ingress replicas' open batches from the writers' commit logs."""
@@ -346,7 +356,11 @@ class Ingress:
         drain = self._config.ingress.drain_timeout_s
         await self._pump.stop(drain_timeout_s=drain)
         self._poster.cancel()
-        account = {**self.ledger.snapshot(), "batches_unsettled": self._pump.batches_in_flight}
+        account = {
+            **self.ledger.snapshot(),
+            "batches_unsettled": self._pump.batches_in_flight,
+            BUFFERED: self._pump.source.backlog,
+        }
         account["service"] = await self._service_totals({**account, STOPPED: True})
         self._account = account
         logger.warning(
