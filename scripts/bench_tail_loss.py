@@ -11,6 +11,11 @@ that never arrived. Prints one line per run and the number of runs that lost not
 receive (a queue of ``recv_buffer_messages``, 1000 unless ``--set``): what is lost then is lost
 on the producer's side, whatever the receiver does.
 
+``--producer-linger-ms N`` (main only) runs LCLStreamer with the producer-side fix of
+docs/operations.md: its socket closes with ``LINGER N`` instead of 0, so its exit waits up to N ms
+for the queued batches to be sent (a ``sitecustomize`` on its ``PYTHONPATH`` wraps
+``zmq.Socket.close``; LCLStreamer itself is unchanged).
+
     .venv/bin/python scripts/bench_tail_loss.py --version main --runs 10
     .venv/bin/python scripts/bench_tail_loss.py --version 0.3 --runs 10
     .venv/bin/python scripts/bench_tail_loss.py --version main --runs 10 --bare
@@ -50,6 +55,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bare", action="store_true", help="a bare socket, no service")
     parser.add_argument(
+        "--producer-linger-ms",
+        type=int,
+        default=None,
+        help="main only: LCLStreamer closes its socket with this LINGER instead of 0",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -67,6 +78,7 @@ def main() -> int:
     transport = TRANSPORTS[args.version]
     rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="peaknet-tail-loss-"))
+    args.producer_env = _producer_env(args, workdir)
     service_config = workdir / "service.yaml"
     source = {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
     if args.bare:
@@ -97,6 +109,7 @@ def main() -> int:
                 code = subprocess.run(
                     [str(lclstreamer), "--config", str(config)],
                     cwd=run_dir,
+                    env=args.producer_env,
                     stdout=plog,
                     stderr=subprocess.STDOUT,
                     timeout=600,
@@ -119,7 +132,8 @@ def main() -> int:
     sys.stdout.write(
         f"LCLStreamer {args.version} over {transport}: {clean_runs} of {args.runs} runs lost "
         f"0 frames ({args.batch_size} x {args.shape[0]}x{args.shape[1]} float32 per batch; "
-        f"source settings changed: {source or 'none'})\n"
+        f"source settings changed: {source or 'none'}; producer linger: "
+        f"{args.producer_linger_ms or 0} ms)\n"
     )
     return 0
 
@@ -149,6 +163,7 @@ def _bare(args: argparse.Namespace, lclstreamer: Path, transport: str, queue: in
             producer = subprocess.Popen(
                 [str(lclstreamer), "--config", str(config)],
                 cwd=workdir,
+                env=args.producer_env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -167,9 +182,40 @@ def _bare(args: argparse.Namespace, lclstreamer: Path, transport: str, queue: in
     sys.stdout.write(
         f"LCLStreamer {args.version} over {transport} into a bare socket (queue {queue}): "
         f"{clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
-        f"{args.shape[0]}x{args.shape[1]} float32 per batch)\n"
+        f"{args.shape[0]}x{args.shape[1]} float32 per batch; producer linger: "
+        f"{args.producer_linger_ms or 0} ms)\n"
     )
     return 0
+
+
+LINGER_SITECUSTOMIZE = """\
+import zmq
+
+_close = zmq.Socket.close
+
+
+def close(self, linger=None):
+    _close(self, linger={linger})
+
+
+zmq.Socket.close = close
+"""
+
+
+def _producer_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+    """LCLStreamer's environment; with ``--producer-linger-ms``, a ``sitecustomize`` that closes
+    its zmq socket with that linger (the producer-side fix)."""
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if args.producer_linger_ms is None:
+        return env
+    if args.version != "main":
+        raise SystemExit("--producer-linger-ms applies to LCLStreamer main (zmq) only")
+    site = workdir / "producer-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        LINGER_SITECUSTOMIZE.format(linger=args.producer_linger_ms)
+    )
+    return env | {"PYTHONPATH": str(site)}
 
 
 def _receive(sock: object, transport: str) -> bool:

@@ -66,9 +66,7 @@ def test_a_dead_replicas_receive_buffer_is_received_and_lost_one_frame_per_messa
         t["hits_written"] + t["non_hits"] + t["failed"] + t["in_flight"] + t["lost"]
     )
     resolving = service_totals(posts, dead={"dead"})  # looked up later: in flight until then
-    assert resolving["in_flight"] == 27 and resolving["lost_by_reason"] == {
-        "unsettled_at_stop": 3
-    }
+    assert resolving["in_flight"] == 27 and resolving["lost_by_reason"] == {"unsettled_at_stop": 3}
 
 
 def test_odd_posts_count_as_zero_instead_of_breaking_the_totals() -> None:
