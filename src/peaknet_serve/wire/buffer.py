@@ -107,6 +107,7 @@ class BufferedSource:
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read(), name="socket-reader")
         if self.watch is not None:
+            self.watch.attach()
             self._watch_task = loop.create_task(self.watch.run(), name="peer-watch")
 
     async def _read(self) -> None:

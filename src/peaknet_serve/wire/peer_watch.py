@@ -103,14 +103,20 @@ class PeerWatch:
         self._handshaken: set[int] = set()
         self._closed = False
 
+    def attach(self) -> None:
+        """Start the zmq socket monitor; call it right after the source opens, before the event
+        loop runs again, so that a pusher already dialling is not accepted unseen (its
+        connection would never be counted, and a false no-peer warning would follow)."""
+        sock = self._source.socket
+        if self._monitor is None and not self._closed and isinstance(sock, zmq.asyncio.Socket):
+            self._monitor = sock.get_monitor_socket()
+
     async def run(self) -> None:
         """Watch until ``close``; never raises (a broken watch must not stop the ingress)."""
         try:
             while not self._source.is_open and not self._closed:
                 await asyncio.sleep(POLL_S)
-            sock = self._source.socket
-            if isinstance(sock, zmq.asyncio.Socket):
-                self._monitor = sock.get_monitor_socket()
+            self.attach()
             while not self._closed:
                 if self._monitor is not None:
                     await self._read_monitor()
