@@ -29,6 +29,7 @@ from peaknet_serve.live import LiveBoard
 from peaknet_serve.peaks import PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.health import WriterHealth
+from peaknet_serve.service.metadata_watch import MetadataCollector, MetadataWatch
 from peaknet_serve.service.metrics import ledger_registry, render
 from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
@@ -42,13 +43,15 @@ from peaknet_serve.service.screen import (
     screen_batch,
 )
 from peaknet_serve.service.totals import (
+    BUFFERED,
     OPEN_BATCHES,
     STOPPED,
     render_totals,
     resolve_open_batches,
     service_totals,
 )
-from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message, make_source
+from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message
+from peaknet_serve.wire.buffer import buffered_source
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +145,7 @@ class Ingress:
             else None
         )
         self._pump = Pump(
-            source=make_source(config.source),
+            source=buffered_source(config.source),
             decode=self._decode,
             submit=self._submit,
             ledger=self.ledger,
@@ -156,6 +159,8 @@ class Ingress:
             config.peaks, bad_pixels=geometry_bad_pixels(config.output.geometry_file)
         )
         self._masked = MaskedPixelMetrics(self._registry)
+        self._metadata = MetadataWatch(config.decode)
+        self._registry.register(MetadataCollector(self._metadata))
         self._pump.start()
         self._poster = asyncio.get_running_loop().create_task(self._post_counts(), name="post")
         logger.info(
@@ -171,6 +176,7 @@ class Ingress:
         except DecodeError as exc:
             self._metrics.rejected(n_bytes=n_bytes, reason=exc.reason)
             raise
+        self._metadata.observe(batch)
         self._metrics.received(n_bytes=n_bytes, frames=len(batch))
         return batch
 
@@ -283,7 +289,13 @@ class Ingress:
         posted, last = None, 0.0
         while True:
             body = self._post_body()
-            counts = (body["received"], body["in_flight"], body["messages_received"], *self._open)
+            counts = (
+                body["received"],
+                body["in_flight"],
+                body["messages_received"],
+                body[BUFFERED],
+                *self._open,
+            )
             if counts != posted or time.monotonic() - last >= POST_INTERVAL_S:
                 try:
                     totals = await asyncio.wait_for(
@@ -300,7 +312,10 @@ class Ingress:
             await asyncio.sleep(POST_CHANGE_S)
 
     def _post_body(self) -> dict[str, Any]:
-        return self.ledger.snapshot() | {OPEN_BATCHES: dict(self._open)}
+        return self.ledger.snapshot() | {
+            OPEN_BATCHES: dict(self._open),
+            BUFFERED: self._pump.source.backlog,
+        }
 
     async def _resolve(self, to_resolve: dict[str, dict[str, int]]) -> None:
         """Settle dead ingress replicas' open batches from the writers' commit logs."""
@@ -341,7 +356,11 @@ class Ingress:
         drain = self._config.ingress.drain_timeout_s
         await self._pump.stop(drain_timeout_s=drain)
         self._poster.cancel()
-        account = {**self.ledger.snapshot(), "batches_unsettled": self._pump.batches_in_flight}
+        account = {
+            **self.ledger.snapshot(),
+            "batches_unsettled": self._pump.batches_in_flight,
+            BUFFERED: self._pump.source.backlog,
+        }
         account["service"] = await self._service_totals({**account, STOPPED: True})
         self._account = account
         logger.warning(
@@ -422,6 +441,11 @@ class Ingress:
             logger.warning("status: no PeakNet replica answered: %s", _describe(exc))
             return {"error": f"no answer: {_describe(exc)}"}
 
+    def _peers(self) -> dict[str, Any]:
+        """Connected peers, last message age, the latest mismatch warning (``wire.peer_watch``)."""
+        watch = self._pump.source.watch
+        return watch.snapshot() if watch is not None else {}
+
     @app.get("/healthz")
     def healthz(self) -> JSONResponse:
         """Liveness: the pull loop is running."""
@@ -441,7 +465,7 @@ class Ingress:
         failing = self.writers.failing()
         checks["writer"] = bool(writer.get("writable")) and not failing
         ready = all(checks.values()) and not self._pump.paused
-        body = {"ready": ready, **checks, "paused": self._pump.paused}
+        body = {"ready": ready, **checks, "paused": self._pump.paused, **self._peers()}
         if not checks["writer"]:
             body["writer_errors"] = failing or {
                 "probe": writer.get("write_error") or "not writable"
@@ -463,6 +487,9 @@ class Ingress:
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
             "peers_rejected": self._pump.source.peers.rejected,
+            **self._peers(),
+            "receive_buffer": self._pump.source.snapshot(),
+            "metadata": self._metadata.snapshot(),
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
             "gpu": await self._gpu_status(),

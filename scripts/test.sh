@@ -14,4 +14,9 @@ fi
 # The real CrystFEL, built from ../shared where this can, on PATH (scripts/crystfel-env.sh).
 # shellcheck source=scripts/crystfel-env.sh
 source scripts/crystfel-env.sh
+# The real LCLStreamer (main and 0.3) for the producer tests, from the archives in ../shared.
+LCLSTREAMER_SETUP=../shared/lclstreamer/setup.sh
+if [ "$(id -u)" = 0 ] && [ -x "$LCLSTREAMER_SETUP" ]; then
+    "$LCLSTREAMER_SETUP" > /dev/null
+fi
 exec "$PY" -m pytest "$@"

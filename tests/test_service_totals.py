@@ -13,6 +13,7 @@ from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.service.totals import (
+    BUFFERED,
     OPEN_BATCHES,
     STOPPED,
     gone,
@@ -49,6 +50,24 @@ def test_a_dead_replica_keeps_its_counts_and_its_held_frames_are_lost_at_least()
     )
     assert (t["ingress_replicas"], t["ingress_replicas_gone"]) == (1, 2)
     assert t["failed_by_reason"] == {"write": 2}
+
+
+def test_a_dead_replicas_receive_buffer_is_received_and_lost_one_frame_per_message() -> None:
+    posts = {
+        "live": {**ledger(40, 10, 30, 0), BUFFERED: 5},  # still decoding its buffer
+        "dead": {**ledger(30, 5, 5, 0), BUFFERED: 7},  # 20 held, 7 messages undecoded
+        "stopped": {**ledger(12, 4, 8, 0), STOPPED: True, BUFFERED: 3},  # drain timed out
+    }
+    t = service_totals(posts, dead={"dead"}, resolved={"dead": {}})
+    assert t["received"] == 40 + 30 + 7 + 12 + 3
+    assert t["messages_received"] == 3 + 7 + 3
+    assert t["messages_lost"] == 10
+    assert t["lost_by_reason"] == {"ingress_died": 27, "unsettled_at_stop": 3}
+    assert t["received"] == (
+        t["hits_written"] + t["non_hits"] + t["failed"] + t["in_flight"] + t["lost"]
+    )
+    resolving = service_totals(posts, dead={"dead"})  # looked up later: in flight until then
+    assert resolving["in_flight"] == 27 and resolving["lost_by_reason"] == {"unsettled_at_stop": 3}
 
 
 def test_odd_posts_count_as_zero_instead_of_breaking_the_totals() -> None:

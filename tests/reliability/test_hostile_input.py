@@ -117,6 +117,9 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
     port = free_port()
     app = app_config(tmp_path, port, ingress={"max_in_flight_batches": 4})
     app["deployments"][0]["health_check_period_s"] = 2
+    # A receive buffer of 8 messages: the default 64 takes the whole push (60 messages) at once,
+    # and the kill would no longer land mid-stream (nothing left for the new replica).
+    app["args"]["source"]["buffer_messages"] = 8
     deploy(ray_cluster, app)
     watch = CounterWatch(ray_cluster)
     try:
@@ -161,6 +164,7 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
         totals["hits_written"] + totals["non_hits"] + totals["failed"] + totals["lost"]
     )
     assert totals["lost"] == died and totals["in_flight"] == 0
+    assert died >= totals["messages_lost"]  # its undecoded buffer: at least a frame a message
     assert totals["received"] <= summary.frames
     assert s["received"] < totals["received"]  # the new replica alone starts from 0
     # Prometheus: the service counters never went backwards, the kill included

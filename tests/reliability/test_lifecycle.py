@@ -96,6 +96,7 @@ def test_a_slow_writer_slows_the_pusher_and_nothing_piles_up(
         output={"write_mode": "all", "compression": "gzip", "compression_level": 9},
         ingress={"max_in_flight_batches": 2},
     )
+    app["args"]["source"]["buffer_messages"] = 4  # full long before the 40 messages are in
     deploy(ray_cluster, app)
     try:
         wait_ready(ray_cluster)
@@ -123,7 +124,8 @@ def test_a_slow_writer_slows_the_pusher_and_nothing_piles_up(
             shape=(256, 256),
             connect_timeout_s=240,
         ).run_now()
-        received_when_pushed = status(ray_cluster)["received"]
+        pushed = status(ray_cluster)  # what the service had taken in when the pusher finished
+        taken_when_pushed = pushed["received"] + pushed["receive_buffer"]["messages"] * batch
         wait_for(lambda: settled(ray_cluster, 8 + frames), timeout=300, what="frames to settle")
         done.set()
         watcher.join(5)
@@ -131,7 +133,10 @@ def test_a_slow_writer_slows_the_pusher_and_nothing_piles_up(
         s = status(ray_cluster)
         assert (s["received"], s["failed"]) == (8 + frames, 0)
         # the pusher could only finish once all but a few socket buffers' worth was taken in
-        assert received_when_pushed >= 8 + frames - 12 * batch, received_when_pushed
+        # (received, or in the receive buffer): a full buffer stops reading the socket
+        assert taken_when_pushed >= 8 + frames - 12 * batch, taken_when_pushed
+        assert s["receive_buffer"]["times_full"] >= 1
+        assert s["receive_buffer"]["peak_messages"] <= 4
         assert most_in_flight <= 2 * batch
         assert rss_after - rss_before < 64 * 2**20, (rss_before, rss_after)
         assert summary.frames == frames

@@ -1,7 +1,9 @@
 """The ingress loop: pull a message, decode it, send the batch on, with a bounded window.
 
-While ``max_in_flight`` batches are out the socket is not read, so the pusher's own queue fills
-and it blocks: backpressure reaches the detector side instead of frames being dropped here.
+While ``max_in_flight`` batches are out no message is taken from the source; the ingress's
+source is a ``BufferedSource`` that keeps reading the socket until its buffer is full, then the
+pusher's own queue fills and it blocks: backpressure reaches the detector side instead of frames
+being dropped here.
 """
 
 from __future__ import annotations
@@ -91,12 +93,9 @@ class Pump:
 
     async def _run(self) -> None:
         await self.source.open()
-        while not self._stopping:
+        while True:
             await self._resumed.wait()
             await self._slots.acquire()
-            if self._stopping:
-                self._slots.release()
-                break
             try:
                 payload = await self.source.receive()
             except BaseException:
@@ -104,6 +103,8 @@ class Pump:
                 raise
             if payload is None:
                 self._slots.release()
+                if self._stopping:  # the source is closed and holds nothing more
+                    break
                 continue
             await self._accept(payload)
 
@@ -158,13 +159,15 @@ class Pump:
             self._slots.release()
 
     async def stop(self, *, drain_timeout_s: float) -> None:
-        """Stop pulling, wait up to ``drain_timeout_s`` for batches in flight, close the socket.
+        """Close the socket, then wait up to ``drain_timeout_s`` for what was read from it.
 
-        The loop leaves at its next receive timeout, so no received message is dropped; whatever
-        has not finished by the deadline stays counted as ``in_flight`` in the ledger.
+        The loop takes every message the source still holds (a ``BufferedSource`` keeps its
+        buffer after ``close``) and leaves when it returns None, so no received message is
+        dropped; whatever has not finished by the deadline stays counted as ``in_flight``.
         """
         self._stopping = True
         self._resumed.set()
+        self.source.close()
         if self._task is not None and not self._task.done():
             _, running = await asyncio.wait({self._task}, timeout=drain_timeout_s)
             for task in running:
@@ -178,4 +181,3 @@ class Pump:
                     self.ledger.in_flight,
                     drain_timeout_s,
                 )
-        self.source.close()

@@ -12,9 +12,11 @@ recorded hits, non-hits and failures, the rest is lost as ``ingress_died``. Unti
 frames stay ``in_flight``, so no counter has to go back. ``ingress_died`` is exact for every frame
 the replica had counted by its last post (posted within ``POST_CHANGE_S`` of a change); messages
 it took from the socket after that are not in it (``lost_at_least``), only the pusher's count can
-tell them. A replica that stopped cleanly with batches still out after its drain leaves them as
-``unsettled_at_stop``. For the service: ``received == hits_written + non_hits + failed +
-in_flight + lost``.
+tell them. Messages it had taken from the socket into its receive buffer and not yet decoded
+(``buffered_messages`` in its post) have no frame count: each is counted as one frame received
+and lost (a valid message holds at least one), and exactly in ``messages_lost``. A replica that
+stopped cleanly with batches still out after its drain leaves them as ``unsettled_at_stop``. For
+the service: ``received == hits_written + non_hits + failed + in_flight + lost``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ STOPPED = "stopped"
 """Key of a replica's last post after a clean drain: its counts are final."""
 OPEN_BATCHES = "open_batches"
 """Key of a post: batch id -> frames of the batches out at the model and writers."""
+BUFFERED = "buffered_messages"
+"""Key of a post: messages in the receive buffer, taken from the socket and not yet decoded."""
 
 Resolution = Mapping[str, Mapping[str, Any] | None]
 """A dead replica's open batches: batch id -> the committed outcome record, or None (lost)."""
@@ -78,7 +82,7 @@ def service_totals(
     totals = dict.fromkeys(COUNTS, 0)
     reasons: dict[str, Counter[str]] = {key: Counter() for key in BY_REASON}
     lost: Counter[str] = Counter()
-    in_flight = live = resolving = 0
+    in_flight = live = resolving = messages_lost = 0
     for replica, body in posts.items():
         for key in COUNTS:
             totals[key] += _count(body.get(key))
@@ -86,6 +90,12 @@ def service_totals(
             for reason, n in dict(body.get(key) or {}).items():
                 reasons[key][str(reason)] += _count(n)
         held = _count(body.get("in_flight"))
+        buffered = 0
+        if replica in dead or body.get(STOPPED):  # its receive buffer will never be decoded
+            buffered = _count(body.get(BUFFERED))
+            totals["received"] += buffered
+            totals["messages_received"] += buffered
+            messages_lost += buffered
         if replica in dead and replica in resolved:
             for record in resolved[replica].values():
                 if record is None:
@@ -100,12 +110,12 @@ def service_totals(
                 totals["non_hits"] += non_hits
                 totals["failed"] += sum(failed.values())
                 reasons["failed_by_reason"].update(failed)
-            lost[INGRESS_DIED] += held
+            lost[INGRESS_DIED] += held + buffered
         elif replica in dead:
-            in_flight += held
+            in_flight += held + buffered
             resolving += 1
         elif body.get(STOPPED):
-            lost[UNSETTLED_AT_STOP] += held
+            lost[UNSETTLED_AT_STOP] += held + buffered
         else:
             in_flight += held
             live += 1
@@ -115,6 +125,7 @@ def service_totals(
         "lost": sum(lost.values()),
         "lost_by_reason": {reason: n for reason, n in lost.items() if n},
         "lost_at_least": bool(lost[INGRESS_DIED]),
+        "messages_lost": messages_lost,
         **{key: dict(counter) for key, counter in reasons.items()},
         "ingress_replicas": live,
         "ingress_replicas_gone": len(posts) - live,

@@ -40,6 +40,22 @@ class DecodeConfig(Section):
     wavelength_unit: Literal["nm", "angstrom", "m"] = Field(
         default="nm", description="Unit of the wavelength field (LCLS sends nanometres)."
     )
+    photon_energy_ev: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Fixed photon energy (eV) used where a message has no wavelength (or a NaN one); "
+            "unset, such frames get NaN, counted in /status (frames_without_energy)."
+        ),
+    )
+    timestamp_format: Literal["auto", "packed", "ns", "seconds", "psana1"] = Field(
+        default="auto",
+        description=(
+            "Form of the timestamp field: packed (sec << 32) | ns, int ns, float seconds, psana1 "
+            "'<sec>.<ns>' string; 'auto' tells them apart. Stored as packed uint64, with the "
+            "sent values kept as timestamp_original."
+        ),
+    )
     max_message_bytes: int = Field(
         default=2 * 1024**3,
         ge=1,
@@ -105,7 +121,31 @@ class SourceConfig(Section):
     recv_buffer_messages: int = Field(
         default=2,
         ge=1,
-        description="Messages queued in the receiving socket (zmq RCVHWM, nng recv_buffer_size).",
+        description=(
+            "Messages queued in the receiving socket (zmq RCVHWM, nng recv_buffer_size), in "
+            "front of the receive buffer; they add to its memory."
+        ),
+    )
+    buffer_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        description=(
+            "Receive buffer the socket is drained into, in bytes: about 2 s of the largest SLAC "
+            "batches (16 x 1920 x 1920 float64, 472 MB) at one GPU's rate. The socket is read "
+            "whenever it has room, so a pusher that exits right after its last send loses "
+            "nothing; reading stops (backpressure) only while it is full."
+        ),
+    )
+    buffer_messages: int = Field(
+        default=64, ge=1, description="Receive buffer limit in messages (batches)."
+    )
+    no_peer_warning_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Listen mode: log a warning (with the settings to check) when no pusher has "
+            "connected for this long."
+        ),
     )
     reconnect_time_min_s: float = Field(
         default=0.1, gt=0, description="Dial mode: first wait before re-dialling a lost pusher."

@@ -26,6 +26,7 @@ import numpy as np
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.wire.config import DecodeConfig
 from peaknet_serve.wire.guard import DecodedBudget
+from peaknet_serve.wire.metadata import TIMESTAMP_KEY, WAVELENGTH_KEY, derive
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ IMAGE_DTYPES = frozenset(
 #: h*c in eV*m, eV*nm and eV*Angstrom: E[eV] = HC[unit] / lambda[unit].
 _HC_EV = {"m": 1.23984198e-6, "nm": 1239.84198, "angstrom": 12398.4198}
 
-#: Metadata keys the decoder sets itself.
-PHOTON_ENERGY_KEY = "photon_energy_ev"
-WAVELENGTH_KEY = "wavelength"
-TIMESTAMP_KEY = "timestamp"
 ORIGINAL_SHAPE_SUFFIX = "_original_shape"
 
 
@@ -56,8 +53,9 @@ class FrameBatch:
     Attributes:
         images: (B, H, W) or (B, P, H, W), original dtype; may be a read-only view of the message.
         metadata: field name -> array of length B. Always holds ``photon_energy_ev`` (float64,
-            NaN where unknown); ``wavelength`` and ``timestamp`` when sent; every other field
-            under its name (the last component of its HDF5 path, or its NPZ key).
+            NaN where unknown) and ``photon_energy_source``; ``wavelength`` when sent,
+            ``timestamp`` (uint64 ``(sec << 32) | ns``, see ``wire.metadata``) when sent; every
+            other field under its name (the last component of its HDF5 path, or its NPZ key).
         original_shape: the NPZ ``<image>_original_shape`` ([B, C, H_orig, W_orig]) when sent.
     """
 
@@ -410,9 +408,8 @@ def _assemble(
                 reason="length_mismatch",
             )
     metadata = dict(arrays)
-    metadata[PHOTON_ENERGY_KEY] = photon_energy_ev(
-        arrays.get(WAVELENGTH_KEY), unit=cfg.wavelength_unit, batch=batch
-    )
+    energy = photon_energy_ev(arrays.get(WAVELENGTH_KEY), unit=cfg.wavelength_unit, batch=batch)
+    derive(metadata, energy, cfg)
     return FrameBatch(images=images, metadata=metadata, original_shape=original_shape)
 
 

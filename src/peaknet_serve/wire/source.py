@@ -73,6 +73,11 @@ class NngSource:
     def is_open(self) -> bool:
         return self._sock is not None
 
+    @property
+    def socket(self) -> pynng.Pull0 | None:
+        """The open socket (for ``wire.peer_watch``), None until ``open``."""
+        return self._sock
+
     async def open(self) -> None:
         cfg = self.config
         sock = pynng.Pull0(
@@ -132,6 +137,11 @@ class ZmqSource:
     @property
     def is_open(self) -> bool:
         return self._sock is not None
+
+    @property
+    def socket(self) -> zmq.asyncio.Socket | None:
+        """The open socket (for ``wire.peer_watch``), None until ``open``."""
+        return self._sock
 
     async def open(self) -> None:
         cfg = self.config

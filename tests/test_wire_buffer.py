@@ -1,0 +1,111 @@
+"""The receive buffer between the socket and the ingress loop: bounded in messages and bytes,
+stops reading (backpressure) only when full, keeps what it holds across ``close``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from peaknet_serve.pusher import push_frames
+from peaknet_serve.wire import SourceConfig, decode_message, make_source
+from peaknet_serve.wire.buffer import BufferedSource
+from tests.conftest import free_port
+
+FRAMES, BATCH, SHAPE = 48, 4, (32, 32)
+MESSAGES = FRAMES // BATCH
+
+
+def start_pusher(port: int, transport: str) -> threading.Thread:
+    thread = threading.Thread(
+        target=push_frames,
+        kwargs={
+            "address": f"tcp://127.0.0.1:{port}",
+            "transport": transport,
+            "frames": FRAMES,
+            "batch_size": BATCH,
+            "shape": SHAPE,
+            "peaks": 2,
+            "linger_s": 3.0,
+        },
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+async def settle(source: BufferedSource, seconds: float = 1.0) -> None:
+    """Let the reader run until the backlog has grown and stopped growing."""
+    for _ in range(300):
+        if source.backlog:
+            break
+        await asyncio.sleep(0.1)
+    last, still = -1, 0.0
+    while still < seconds:
+        await asyncio.sleep(0.1)
+        still = still + 0.1 if source.backlog == last else 0.0
+        last = source.backlog
+
+
+@pytest.mark.parametrize("transport", ["nng", "zmq"])
+@pytest.mark.parametrize("limit", ["messages", "bytes"])
+async def test_the_buffer_stops_at_its_limit_and_everything_arrives_once_drained(
+    transport: str, limit: str
+) -> None:
+    port = free_port()
+    config = SourceConfig(
+        transport=transport,
+        addresses=[f"tcp://127.0.0.1:{port}"],
+        recv_timeout_s=0.2,
+        recv_buffer_messages=1,
+    )
+    message_bytes = 32 * 32 * 4 * BATCH  # the image alone: a message is a bit larger
+    source = BufferedSource(
+        make_source(config),
+        max_messages=3 if limit == "messages" else 1000,
+        max_bytes=10**9 if limit == "messages" else 2 * message_bytes,
+        recv_timeout_s=0.2,
+    )
+    await source.open()
+    pusher = start_pusher(port, transport)
+    await settle(source)
+    assert source.full and source.times_full >= 1
+    if limit == "messages":
+        assert source.backlog == 3
+    else:  # reading stops once the bytes reach the limit: one message past it at most
+        assert source.snapshot()["bytes"] < 2 * message_bytes + 2 * message_bytes
+        assert source.backlog == 2
+    frames = 0
+    while frames < FRAMES:
+        payload = await source.receive()
+        assert payload is not None, f"only {frames} of {FRAMES} frames arrived"
+        frames += len(decode_message(payload))
+        snapshot = source.snapshot()
+        assert snapshot["messages"] <= snapshot["max_messages"]
+    pusher.join(30)
+    assert source.received == MESSAGES
+    source.close()
+
+
+async def test_close_keeps_what_is_buffered_then_receive_returns_none_at_once() -> None:
+    port = free_port()
+    config = SourceConfig(
+        transport="zmq", addresses=[f"tcp://127.0.0.1:{port}"], recv_timeout_s=5.0
+    )
+    source = BufferedSource(
+        make_source(config), max_messages=1000, max_bytes=10**9, recv_timeout_s=5.0
+    )
+    await source.open()
+    pusher = start_pusher(port, "zmq")
+    pusher.join(30)
+    await settle(source)
+    assert source.backlog == MESSAGES
+    source.close()
+    assert not source.is_open
+    got = [await source.receive() for _ in range(MESSAGES)]
+    assert sum(len(decode_message(p)) for p in got) == FRAMES
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await source.receive() is None
+    assert loop.time() - started < 1.0  # not the 5 s receive timeout: a drain ends at once
