@@ -318,14 +318,14 @@ class Ingress:
         }
 
     async def _resolve(self, to_resolve: dict[str, dict[str, int]]) -> None:
-        """Settle dead ingress replicas' open batches from the writers' commit logs."""
+        """Settle dead ingress replicas' open batches from the batch tables of the writers' CXI files."""
         for replica, open_batches in to_resolve.items():
             try:
                 answer = await asyncio.to_thread(
                     resolve_open_batches, Path(self._config.output.output_dir), open_batches
                 )
             except OSError as exc:
-                logger.warning("cannot read the writers' commit logs: %s", exc)
+                logger.warning("cannot read the writers' batch tables: %s", exc)
                 continue
             if answer is None:
                 continue  # a writer is still writing one of them: next time
