@@ -19,7 +19,7 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.board import GPU_POST_INTERVAL_S, TO_RESOLVE, status_board
+from deployments.board import GPU_POST_INTERVAL_S, application_run, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
@@ -34,6 +34,7 @@ from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
+from peaknet_serve.service.run_account import TO_RESOLVE
 from peaknet_serve.service.screen import (
     BAD_PIXEL_MASK,
     INVALID_PIXELS,
@@ -43,6 +44,7 @@ from peaknet_serve.service.screen import (
 )
 from peaknet_serve.service.totals import (
     OPEN_BATCHES,
+    PEERS_REJECTED,
     STOPPED,
     render_totals,
     resolve_open_batches,
@@ -85,16 +87,6 @@ def replica_died(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
-
-
-def deployed_at(app_name: str) -> float | None:
-    """When Serve deployed ``app_name``: the status board's run, so that a new deployment starts
-    a new account while a replica that replaces a dead one adds to the current one."""
-    try:
-        return serve.status().applications[app_name].last_deployed_time_s
-    except Exception as exc:
-        logger.warning("no deployment time for %s (%s): totals span deployments", app_name, exc)
-        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -279,7 +271,8 @@ class Ingress:
     async def _post_counts(self) -> None:
         """Post this replica's counts to the status board within ``POST_CHANGE_S`` of a change
         (at least every ``POST_INTERVAL_S``), so the service's account outlives the replica."""
-        self._run = await asyncio.to_thread(deployed_at, serve.get_replica_context().app_name)
+        context = serve.get_replica_context()
+        self._run = await asyncio.to_thread(application_run, context.app_name, context.deployment)
         posted, last = None, 0.0
         while True:
             body = self._post_body()
@@ -300,7 +293,10 @@ class Ingress:
             await asyncio.sleep(POST_CHANGE_S)
 
     def _post_body(self) -> dict[str, Any]:
-        return self.ledger.snapshot() | {OPEN_BATCHES: dict(self._open)}
+        return self.ledger.snapshot() | {
+            OPEN_BATCHES: dict(self._open),
+            PEERS_REJECTED: self._pump.source.peers.rejected,
+        }
 
     async def _resolve(self, to_resolve: dict[str, dict[str, int]]) -> None:
         """Settle dead ingress replicas' open batches from the writers' commit logs."""
@@ -462,7 +458,7 @@ class Ingress:
             "uptime_s": round(time.time() - self._started, 1),
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
-            "peers_rejected": self._pump.source.peers.rejected,
+            PEERS_REJECTED: self._pump.source.peers.rejected,
             "writers": self.writers.snapshot(),
             "writer": await self._writer_status(),
             "gpu": await self._gpu_status(),
