@@ -25,6 +25,7 @@ from tests.serve_app import (
     APP,
     Pusher,
     app_config,
+    applications,
     cxi_timestamps,
     deploy,
     get,
@@ -137,10 +138,19 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
         wait_ready(ray_cluster)
         before = status(ray_cluster)["replica"]
         watch.start()
-        pusher = Pusher(port, frames=240, batch_size=4, seed=8, connect_timeout_s=180.0)
-        pusher.start()
-        wait_for(lambda: status(ray_cluster)["received"] >= 60, timeout=120, what="60 frames")
+        first = Pusher(port, frames=40, batch_size=4, seed=8).run_now()
+        wait_for(lambda: settled(ray_cluster, 40), timeout=120, what="the first 40 frames")
         deploy(ray_cluster, peaknet_batching(app, max_batch_frames=64, batch_wait_timeout_s=30))
+        wait_for(
+            lambda: applications(ray_cluster)[APP]["status"] == "RUNNING",
+            timeout=60,
+            what="the update applied",
+        )
+        time.sleep(2)
+        pusher = Pusher(
+            port, frames=160, batch_size=4, seed=9, rank=1, rate=20.0, connect_timeout_s=180.0
+        )
+        pusher.start()
         samples: list[tuple[int, int]] = []
 
         def holding() -> bool:
@@ -184,7 +194,7 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
         totals["hits_written"] + totals["non_hits"] + totals["failed"] + totals["lost"]
     )
     assert totals["lost"] == died and totals["in_flight"] == 0
-    assert totals["received"] <= summary.frames
+    assert totals["received"] <= first.frames + summary.frames
     assert s["received"] < totals["received"]  # the new replica alone starts from 0
     # Prometheus: the service counters never went backwards, the kill and updates included
     assert len(watch.samples) > 10
@@ -195,7 +205,7 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
     assert 'peaknet_service_frames_lost_total{reason="ingress_died"} 16.0' in watch.last_text
     # what the writers committed is counted written, once
     assert len(cxi_timestamps(tmp_path / "out")) == totals["hits_written"]
-    assert set(cxi_timestamps(tmp_path / "out")) <= set(hit_timestamps(summary))
+    assert set(cxi_timestamps(tmp_path / "out")) <= set(hit_timestamps(first, summary))
     [report] = [r for r in shutdown_reports(tmp_path / "out") if r.get("service")]
     assert report["service"]["lost_by_reason"].get("ingress_died", 0) == died
     assert report["service"]["received"] >= totals["received"]
