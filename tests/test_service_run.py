@@ -53,7 +53,7 @@ def test_live_replicas_of_one_run_all_count_and_a_new_deployment_starts_afresh()
     assert account.totals(max_age_s=60)["received"] == 2
 
 
-UPDATE_IN_PLACE = """
+UPDATE_IN_PLACE = r"""
 import json, sys, time
 import ray
 from ray import serve
