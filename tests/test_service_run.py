@@ -11,6 +11,7 @@ import time
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.run_account import RunAccount
 from peaknet_serve.service.totals import PEERS_REJECTED, render_totals
+from tests.conftest import free_port
 
 
 def ledger(received: int, hits: int) -> dict:
@@ -60,6 +61,7 @@ from ray import serve
 from deployments.board import application_run
 
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+serve.start(http_options={"host": "127.0.0.1", "port": int(sys.argv[1])})
 
 
 @serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0})
@@ -97,7 +99,10 @@ def test_the_run_is_the_same_across_in_place_updates_and_new_after_a_delete() ->
     """Real Ray Serve: scaling and a new ``user_config`` keep the run (while
     ``last_deployed_time_s``, the old key, moves); deleting and deploying again renews it."""
     proc = subprocess.run(
-        [sys.executable, "-c", UPDATE_IN_PLACE], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", UPDATE_IN_PLACE, str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
