@@ -73,16 +73,12 @@ class Ingress:
         return "ok"
 
 
-def deployed():
-    return serve.status().applications["app"].last_deployed_time_s
-
-
 out = {}
 serve.run(Ingress.options(user_config={"x": 1}).bind(), name="app", route_prefix=None)
-out["run"], out["deployed"] = application_run("app"), deployed()
+out["run"] = application_run("app")
 time.sleep(0.05)
 serve.run(Ingress.options(num_replicas=2).bind(), name="app", route_prefix=None)
-out["run_scaled"], out["deployed_scaled"] = application_run("app"), deployed()
+out["run_scaled"] = application_run("app")
 time.sleep(0.05)
 serve.run(Ingress.options(user_config={"x": 2}).bind(), name="app", route_prefix=None)
 out["run_reconfigured"] = application_run("app")
@@ -96,8 +92,9 @@ ray.shutdown()
 
 
 def test_the_run_is_the_same_across_in_place_updates_and_new_after_a_delete() -> None:
-    """Real Ray Serve: scaling and a new ``user_config`` keep the run (while
-    ``last_deployed_time_s``, the old key, moves); deleting and deploying again renews it."""
+    """Real Ray Serve: scaling and a new ``user_config`` keep the run; deleting and deploying
+    again renews it. (``last_deployed_time_s``, the old key, moves with every config deploy
+    through the REST API: the killed-ingress test in tests/reliability covers that path.)"""
     proc = subprocess.run(
         [sys.executable, "-c", UPDATE_IN_PLACE, str(free_port())],
         capture_output=True,
@@ -108,7 +105,6 @@ def test_the_run_is_the_same_across_in_place_updates_and_new_after_a_delete() ->
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     out = json.loads(line.removeprefix("RESULT "))
     assert out["run"] is not None
-    assert out["deployed_scaled"] > out["deployed"]
     assert out["run_scaled"] == out["run"] == out["run_reconfigured"]
     assert out["run_redeployed"] > out["run"]
 
