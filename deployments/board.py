@@ -8,29 +8,30 @@ that stops cleanly takes its post back; ``read`` leaves out the post of one that
 older than ``max_age_s``.
 
 Ingress posts are an account, not a view: ``totals`` keeps the last post of every ingress replica
-of the deployment (``run``: when Serve deployed the application), those that stopped (a final
-post) or died (no post for ``max_age_s``: marked dead for good) included, so the service's counts
-outlive its replicas (``peaknet_serve.service.totals``). The open batches of a dead one are looked
-up in the batch tables of the writers' CXI files by a live ingress (``TO_RESOLVE`` in ``totals``,
-then ``resolve``).
+of the application's lifetime (``run``: the Ingress deployment's start time, see
+``application_run``), those that stopped (a final post) or died (no post for ``max_age_s``:
+marked dead for good) included, so the service's counts outlive its replicas and in-place updates
+(``peaknet_serve.service.run_account``). The open batches of a dead one are looked up in the
+batch tables of the writers' CXI files by a live ingress (``TO_RESOLVE`` in ``totals``, then
+``resolve``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
+from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+from ray.serve.generated.serve_pb2 import DeploymentRoute
 
-from peaknet_serve.service.totals import OPEN_BATCHES, Resolution, gone, service_totals
+from peaknet_serve.service.run_account import RunAccount
+from peaknet_serve.service.totals import Resolution
 
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "peaknet-serve"
-TO_RESOLVE = "to_resolve"
-"""Key of ``totals``: dead replica -> its open batches, for a live ingress to look up."""
 GPU_POST_INTERVAL_S = 5.0
 """How often a PeakNet replica posts its GPU (apart from Serve's health check period)."""
 
@@ -40,28 +41,16 @@ class StatusBoard:
     """Latest post of each replica, per topic ("ingress", "peaknet")."""
 
     def __init__(self) -> None:
-        self._posts: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}
-        self._runs: dict[str, float] = {}
-        self._dead: dict[str, set[str]] = {}
-        self._resolved: dict[str, dict[str, Resolution]] = {}
+        self._accounts: dict[str, RunAccount] = {}
+
+    def _account(self, topic: str) -> RunAccount:
+        return self._accounts.setdefault(topic, RunAccount())
 
     def post(
         self, topic: str, replica: str, body: dict[str, Any], run: float | None = None
     ) -> None:
-        """Keep ``body`` as ``replica``'s latest; a newer ``run`` starts the topic afresh, a post
-        of an older run or of a replica already counted dead is ignored."""
-        current = self._runs.get(topic)
-        if run is not None and run != current:
-            if current is not None and run < current:
-                return
-            self._posts.pop(topic, None)
-            self._dead.pop(topic, None)
-            self._resolved.pop(topic, None)
-            self._runs[topic] = run
-        if replica in self._dead.get(topic, ()):
-            logger.warning("%s replica %s posted after it was counted dead", topic, replica)
-            return
-        self._posts.setdefault(topic, {})[replica] = (time.time(), body)
+        """Keep ``body`` as ``replica``'s latest (``RunAccount.post``)."""
+        self._account(topic).post(replica, body, run)
 
     def totals(
         self,
@@ -71,37 +60,42 @@ class StatusBoard:
         body: dict[str, Any] | None = None,
         run: float | None = None,
     ) -> dict[str, Any]:
-        """Every replica's counts added up (``service_totals``), after posting ``body`` when
-        given; replicas silent for ``max_age_s`` without a final post are counted dead."""
+        """Every replica's counts added up (``RunAccount.totals``), after posting ``body`` when
+        given."""
         if replica is not None and body is not None:
             self.post(topic, replica, body, run)
-        posts = self._posts.get(topic, {})
-        dead = self._dead.setdefault(topic, set())
-        dead |= gone(posts, now=time.time(), max_age_s=max_age_s)
-        resolved = self._resolved.setdefault(topic, {})
-        to_resolve = {
-            r: dict(posts[r][1].get(OPEN_BATCHES) or {}) for r in dead if r not in resolved
-        }
-        totals = service_totals({r: b for r, (_, b) in posts.items()}, dead, resolved)
-        return totals | {TO_RESOLVE: to_resolve}
+        return self._account(topic).totals(max_age_s)
 
     def resolve(self, topic: str, replica: str, resolution: Resolution) -> None:
-        """What became of dead ``replica``'s open batches (``resolve_open_batches``); the first
-        answer stands, so the totals move once."""
-        if replica in self._dead.get(topic, ()):
-            self._resolved.setdefault(topic, {}).setdefault(replica, dict(resolution))
+        """What became of dead ``replica``'s open batches (``resolve_open_batches``)."""
+        self._account(topic).resolve(replica, resolution)
 
     def forget(self, topic: str, replica: str) -> None:
-        self._posts.get(topic, {}).pop(replica, None)
+        self._account(topic).forget(replica)
 
     def read(self, topic: str, max_age_s: float) -> dict[str, dict[str, Any]]:
         """Posts younger than ``max_age_s``, by replica id, each with its ``age_s``."""
-        now = time.time()
-        return {
-            replica: body | {"age_s": round(now - posted, 1)}
-            for replica, (posted, body) in sorted(self._posts.get(topic, {}).items())
-            if now - posted <= max_age_s
-        }
+        return self._account(topic).read(max_age_s)
+
+
+def application_run(app_name: str, deployment: str = "Ingress") -> float | None:
+    """The lifetime of application ``app_name``: its ``deployment``'s start time (s).
+
+    Serve keeps a deployment's start time when the application is updated in place (replica
+    counts, ``user_config``, a new import of the same app) and sets a new one only when the
+    deployment is created again after a delete, unlike ``last_deployed_time_s``, which every
+    update renews. None when the controller does not answer (the posts then join the current
+    account).
+    """
+    try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        info = ray.get(controller.get_deployment_info.remote(deployment, app_name), timeout=30)
+        return DeploymentRoute.FromString(info).deployment_info.start_time_ms / 1000
+    except Exception as exc:
+        logger.warning(
+            "no start time for %s (%s): the account joins the current run", app_name, exc
+        )
+        return None
 
 
 def status_board(app_name: str) -> ActorHandle:

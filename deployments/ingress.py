@@ -19,7 +19,7 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.board import GPU_POST_INTERVAL_S, TO_RESOLVE, status_board
+from deployments.board import GPU_POST_INTERVAL_S, application_run, status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from peaknet_serve.config import ServiceConfig
@@ -35,6 +35,7 @@ from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.pump import Pump
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
+from peaknet_serve.service.run_account import TO_RESOLVE
 from peaknet_serve.service.screen import (
     BAD_PIXEL_MASK,
     INVALID_PIXELS,
@@ -45,6 +46,7 @@ from peaknet_serve.service.screen import (
 from peaknet_serve.service.totals import (
     BUFFERED,
     OPEN_BATCHES,
+    PEERS_REJECTED,
     STOPPED,
     render_totals,
     resolve_open_batches,
@@ -88,16 +90,6 @@ def replica_died(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
-
-
-def deployed_at(app_name: str) -> float | None:
-    """When Serve deployed ``app_name``: the status board's run, so that a new deployment starts
-    a new account while a replica that replaces a dead one adds to the current one."""
-    try:
-        return serve.status().applications[app_name].last_deployed_time_s
-    except Exception as exc:
-        logger.warning("no deployment time for %s (%s): totals span deployments", app_name, exc)
-        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -285,7 +277,8 @@ class Ingress:
     async def _post_counts(self) -> None:
         """Post this replica's counts to the status board within ``POST_CHANGE_S`` of a change
         (at least every ``POST_INTERVAL_S``), so the service's account outlives the replica."""
-        self._run = await asyncio.to_thread(deployed_at, serve.get_replica_context().app_name)
+        context = serve.get_replica_context()
+        self._run = await asyncio.to_thread(application_run, context.app_name, context.deployment)
         posted, last = None, 0.0
         while True:
             body = self._post_body()
@@ -315,10 +308,11 @@ class Ingress:
         return self.ledger.snapshot() | {
             OPEN_BATCHES: dict(self._open),
             BUFFERED: self._pump.source.backlog,
+            PEERS_REJECTED: self._pump.source.peers.rejected,
         }
 
     async def _resolve(self, to_resolve: dict[str, dict[str, int]]) -> None:
-        """Settle dead ingress replicas' open batches from the batch tables of the writers' CXI files."""
+        """Settle dead ingress replicas' open batches from the writers' CXI batch tables."""
         for replica, open_batches in to_resolve.items():
             try:
                 answer = await asyncio.to_thread(
@@ -486,7 +480,7 @@ class Ingress:
             "uptime_s": round(time.time() - self._started, 1),
             "addresses": list(self._config.source.addresses),
             "transport": self._config.source.transport,
-            "peers_rejected": self._pump.source.peers.rejected,
+            PEERS_REJECTED: self._pump.source.peers.rejected,
             **self._peers(),
             "receive_buffer": self._pump.source.snapshot(),
             "metadata": self._metadata.snapshot(),

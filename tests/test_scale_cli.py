@@ -49,9 +49,14 @@ def details(**writer: Any) -> dict[str, Any]:
                     "deployments": [{"name": "Ingress", "num_replicas": 1}, writer_entry],
                 },
                 "deployments": {
-                    "Ingress": {"replicas": [{"state": "RUNNING"}]},
-                    "PeakNet": {"replicas": [{"state": "RUNNING"}]},
-                    "PeakFinderWriter": {"replicas": [{"state": "RUNNING"}]},
+                    name: {
+                        "replicas": [{"state": "RUNNING"}],
+                        "deployment_config": {
+                            "num_replicas": 1,
+                            "ray_actor_options": {"num_cpus": 1, "num_gpus": gpus},
+                        },
+                    }
+                    for name, gpus in (("Ingress", 0), ("PeakNet", 1), ("PeakFinderWriter", 0))
                 },
             },
             "other": {
@@ -115,6 +120,19 @@ def test_unknown_deployments_apps_and_autoscaled_deployments_are_refused() -> No
     }
 
 
+NODES = {  # what GET /api/v0/nodes answers: one live node of 4 CPUs and 1 GPU, one dead
+    "result": True,
+    "data": {
+        "result": {
+            "result": [
+                {"state": "ALIVE", "resources_total": {"CPU": 4.0, "GPU": 1.0, "memory": 1e9}},
+                {"state": "DEAD", "resources_total": {"CPU": 64.0, "GPU": 8.0}},
+            ]
+        }
+    },
+}
+
+
 @pytest.fixture
 def fake_dashboard() -> Iterator[dict[str, Any]]:
     """A real HTTP server on 127.0.0.1 that answers like the dashboard and records requests;
@@ -141,7 +159,7 @@ def fake_dashboard() -> Iterator[dict[str, Any]]:
 
         def do_GET(self) -> None:  # noqa: N802
             if self._record():
-                self._reply(200, details())
+                self._reply(200, NODES if self.path.startswith("/api/v0/nodes") else details())
 
         def do_PUT(self) -> None:  # noqa: N802
             if self._record():
@@ -175,8 +193,9 @@ def test_the_token_is_sent_as_a_bearer_header_and_a_refusal_says_where_to_put_it
     monkeypatch.setenv("RAY_AUTH_TOKEN", "sekret")
     argv = ["scale", "PeakFinderWriter", "3", "--address", url, "--app", APP]
     assert main_with_scale(argv, monkeypatch) == 0
-    (get_, put) = fake_dashboard["requests"]
+    (get_, nodes, put) = fake_dashboard["requests"]
     assert get_[:3] == ("GET", "/api/serve/applications/", "Bearer sekret")
+    assert nodes[0] == "GET" and nodes[1].startswith("/api/v0/nodes")
     assert put[:3] == ("PUT", "/api/serve/applications/", "Bearer sekret")
     writer = put[3]["applications"][0]["deployments"][1]
     assert writer == {"name": "PeakFinderWriter", "num_replicas": 3}
@@ -185,7 +204,36 @@ def test_the_token_is_sent_as_a_bearer_header_and_a_refusal_says_where_to_put_it
     monkeypatch.setenv("RAY_AUTH_TOKEN", "wrong")
     assert main_with_scale(argv, monkeypatch) == 1
     assert "RAY_AUTH_TOKEN" in capsys.readouterr().err
-    assert len(fake_dashboard["requests"]) == 3, "nothing may be PUT after a refused GET"
+    assert len(fake_dashboard["requests"]) == 4, "nothing may be PUT after a refused GET"
+
+
+def test_asking_for_more_replicas_than_the_cluster_can_place_warns(
+    fake_dashboard: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """1 Ingress + 1 PeakNet + N writers of 1 CPU on a live node of 4 CPUs and 1 GPU."""
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "sekret")
+    url = fake_dashboard["url"]
+    assert (
+        main_with_scale(
+            ["scale", "PeakFinderWriter", "2", "--address", url, "--app", APP], monkeypatch
+        )
+        == 0
+    )
+    assert "will not all fit" not in capsys.readouterr().err
+    assert (
+        main_with_scale(
+            ["scale", "PeakFinderWriter", "3", "--address", url, "--app", APP], monkeypatch
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "will not all fit (5 CPU asked for, 4 in the cluster)" in err
+    assert (
+        main_with_scale(["scale", "PeakNet", "2", "--address", url, "--app", APP], monkeypatch) == 0
+    )
+    assert "2 GPU asked for, 1 in the cluster" in capsys.readouterr().err
 
 
 @pytest.mark.slow

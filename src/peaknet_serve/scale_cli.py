@@ -165,6 +165,58 @@ def _set_replicas(
     entry["num_replicas"] = replicas
 
 
+def cluster_resources(http: httpx.Client) -> dict[str, float]:
+    """CPU and GPU of the cluster's live nodes (what ``ray.cluster_resources()`` adds up), from
+    the dashboard's state API (``GET /api/v0/nodes``, what ``ray list nodes`` uses)."""
+    answer = _check(http.get("/api/v0/nodes", params={"limit": 10000}))
+    nodes = answer.get("data", {}).get("result", {}).get("result") or []
+    total = {"CPU": 0.0, "GPU": 0.0}
+    for node in nodes:
+        if node.get("state") == "ALIVE":
+            for key in total:
+                total[key] += float((node.get("resources_total") or {}).get(key) or 0)
+    return total
+
+
+def requested_resources(
+    details: dict[str, Any], *, app: str, deployment: str, replicas: int
+) -> dict[str, float]:
+    """CPU and GPU every deployment of every application asks for once ``app``'s
+    ``deployment`` has ``replicas`` (others at their running config's ``num_replicas``, or their
+    replica count when they autoscale); a replica without ``num_cpus`` takes 1, as in Serve."""
+    total = {"CPU": 0.0, "GPU": 0.0}
+    for name, entry in (details.get("applications") or {}).items():
+        for dep_name, dep in (entry.get("deployments") or {}).items():
+            config = dep.get("deployment_config") or {}
+            count = config.get("num_replicas")
+            if name == app and dep_name == deployment:
+                count = replicas
+            elif not isinstance(count, int):
+                count = len(dep.get("replicas") or [])
+            options = config.get("ray_actor_options") or {}
+            cpus = options.get("num_cpus")
+            total["CPU"] += count * (1.0 if cpus is None else float(cpus))
+            total["GPU"] += count * float(options.get("num_gpus") or 0)
+    return total
+
+
+def placement_warning(requested: dict[str, float], available: dict[str, float]) -> str | None:
+    """What to tell the operator when the replicas asked for need more than the cluster has."""
+    short = [
+        f"{requested[key]:g} {key} asked for, {available.get(key, 0):g} in the cluster"
+        for key in ("CPU", "GPU")
+        if requested[key] > available.get(key, 0) + 1e-9
+    ]
+    if not short:
+        return None
+    return (
+        "the replicas will not all fit ("
+        + "; ".join(short)
+        + "): Serve keeps the rest waiting for resources, and a waiting replica can take the "
+        "place a replacement Ingress or writer needs after a crash; add nodes or ask for fewer"
+    )
+
+
 def running_replicas(details: dict[str, Any], *, app: str, deployment: str) -> int:
     deployments = details.get("applications", {}).get(app, {}).get("deployments", {})
     replicas = deployments.get(deployment, {}).get("replicas") or []
@@ -195,6 +247,7 @@ def scale(
             replicas=replicas,
             replace_autoscaling=replace_autoscaling,
         )
+        _warn_if_unplaceable(http, details, app=name, deployment=deployment, replicas=replicas)
         _check(http.put(API, json=body))
         logger.info("%s/%s: num_replicas=%d sent to %s", name, deployment, replicas, address)
         deadline = time.monotonic() + wait_s
@@ -209,6 +262,21 @@ def scale(
                 )
             time.sleep(0.5)
     return name
+
+
+def _warn_if_unplaceable(
+    http: httpx.Client, details: dict[str, Any], *, app: str, deployment: str, replicas: int
+) -> None:
+    try:
+        available = cluster_resources(http)
+    except (PeakNetServeError, httpx.HTTPError, ValueError) as exc:
+        logger.warning("could not read the cluster's resources to check the request: %s", exc)
+        return
+    requested = requested_resources(details, app=app, deployment=deployment, replicas=replicas)
+    if warning := placement_warning(requested, available):
+        sys.stderr.write(
+            f"peaknet-serve scale: warning: {app}/{deployment} x {replicas}: {warning}\n"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

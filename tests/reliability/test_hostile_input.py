@@ -5,6 +5,7 @@ as ``ingress_died``, and what a writer committed as written."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ from tests.serve_app import (
     APP,
     Pusher,
     app_config,
+    applications,
     cxi_timestamps,
     deploy,
     get,
@@ -96,6 +98,7 @@ class CounterWatch(threading.Thread):
         super().__init__(daemon=True)
         self.url = f"{cluster['http']}/metrics"
         self.samples: list[dict[str, float]] = []
+        self.last_text = ""
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -107,13 +110,25 @@ class CounterWatch(threading.Thread):
             found = {outcome: float(v) for outcome, v in SERVICE_COUNTER.findall(text)}
             if found:
                 self.samples.append(found)
+                self.last_text = text
             time.sleep(0.2)
+
+
+def peaknet_batching(app: dict[str, Any], **user_config: float) -> dict[str, Any]:
+    """``app`` with PeakNet's ``user_config`` set: Serve applies it in place, no restart."""
+    changed = copy.deepcopy(app)
+    changed["deployments"][1]["user_config"] = user_config
+    return changed
 
 
 @pytest.mark.slow
 def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
     ray_cluster: dict[str, str], tmp_path: Path
 ) -> None:
+    """The ingress dies holding frames for sure: PeakNet is told (in place, like any
+    ``user_config`` update) to wait 30 s for 64-frame batches, so the ingress's 4 batches of 4
+    frames sit at the model when it is killed and no writer can commit them (the ingress chains
+    each to a writer). The account outlives two config updates and the kill."""
     port = free_port()
     app = app_config(tmp_path, port, ingress={"max_in_flight_batches": 4})
     app["deployments"][0]["health_check_period_s"] = 2
@@ -126,11 +141,31 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
         wait_ready(ray_cluster)
         before = status(ray_cluster)["replica"]
         watch.start()
-        pusher = Pusher(port, frames=240, batch_size=4, seed=8, connect_timeout_s=180.0)
+        first = Pusher(port, frames=40, batch_size=4, seed=8).run_now()
+        wait_for(lambda: settled(ray_cluster, 40), timeout=120, what="the first 40 frames")
+        deploy(ray_cluster, peaknet_batching(app, max_batch_frames=64, batch_wait_timeout_s=30))
+        wait_for(
+            lambda: applications(ray_cluster)[APP]["status"] == "RUNNING",
+            timeout=60,
+            what="the update applied",
+        )
+        time.sleep(2)
+        pusher = Pusher(
+            port, frames=160, batch_size=4, seed=9, rank=1, rate=20.0, connect_timeout_s=180.0
+        )
         pusher.start()
-        wait_for(lambda: status(ray_cluster)["received"] >= 60, timeout=120, what="60 frames")
+        samples: list[tuple[int, int]] = []
+
+        def holding() -> bool:
+            s = status(ray_cluster)
+            samples.append((s["in_flight"], s["received"]))
+            return s["in_flight"] == 16 and samples[-4:] == [samples[-1]] * 4
+
+        wait_for(holding, timeout=120, what="the ingress holding 4 batches at the model")
         held = status(ray_cluster)
+        time.sleep(0.5)  # its last post carries what it holds (posted within 0.1 s)
         os.kill(ingress_pid(ray_cluster), signal.SIGKILL)
+        deploy(ray_cluster, peaknet_batching(app, max_batch_frames=8, batch_wait_timeout_s=0.01))
 
         def replaced() -> dict[str, Any] | None:
             s = status(ray_cluster)
@@ -153,28 +188,30 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
     finally:
         watch.stop.set()
         undeploy(ray_cluster)
-    # What the dead replica held and no writer committed is lost as ingress_died; when the
-    # writers committed all of it before the lookup (a race this test does not control), none
-    # is, and the account below must still be whole (tests/test_service_totals.py pins the rule).
+    # The 16 frames it held at the model are lost as ingress_died, exactly (its last post), and
+    # each message still in its receive buffer as at least one frame (undecoded)
     died = totals["lost_by_reason"].get("ingress_died", 0)
-    if died:
-        assert totals["lost_at_least"] is True
+    assert held["in_flight"] == 16
+    assert died == 16 + totals["messages_lost"] and totals["lost_at_least"] is True
     assert totals["received"] >= held["received"] + s["received"]
     assert totals["received"] == (
         totals["hits_written"] + totals["non_hits"] + totals["failed"] + totals["lost"]
     )
     assert totals["lost"] == died and totals["in_flight"] == 0
-    assert died >= totals["messages_lost"]  # its undecoded buffer: at least a frame a message
-    assert totals["received"] <= summary.frames
+    assert totals["received"] <= first.frames + summary.frames
     assert s["received"] < totals["received"]  # the new replica alone starts from 0
-    # Prometheus: the service counters never went backwards, the kill included
+    # Prometheus: the service counters never went backwards, the kill and updates included
     assert len(watch.samples) > 10
     for outcome in ("received", "hit_written", "non_hit", "failed", "lost"):
         series = [sample.get(outcome, 0.0) for sample in watch.samples]
         assert series == sorted(series), (outcome, series)
     assert watch.samples[-1].get("lost", 0.0) == died
-    # what the writers committed of the dead replica's batches is counted written, once
+    assert f'peaknet_service_frames_lost_total{{reason="ingress_died"}} {float(died)}' in (
+        watch.last_text
+    )
+    # what the writers committed is counted written, once
     assert len(cxi_timestamps(tmp_path / "out")) == totals["hits_written"]
-    assert set(cxi_timestamps(tmp_path / "out")) <= set(hit_timestamps(summary))
+    assert set(cxi_timestamps(tmp_path / "out")) <= set(hit_timestamps(first, summary))
     [report] = [r for r in shutdown_reports(tmp_path / "out") if r.get("service")]
     assert report["service"]["lost_by_reason"].get("ingress_died", 0) == died
+    assert report["service"]["received"] >= totals["received"]

@@ -40,12 +40,15 @@ COUNTS = (
     "messages_received",
     "messages_rejected",
     "bytes_received",
+    "peers_rejected",
 )
 BY_REASON = ("failed_by_reason", "messages_rejected_by_reason")
 INGRESS_DIED = "ingress_died"
 UNSETTLED_AT_STOP = "unsettled_at_stop"
 STOPPED = "stopped"
 """Key of a replica's last post after a clean drain: its counts are final."""
+PEERS_REJECTED = "peers_rejected"
+"""Key of a post: connections the replica closed because their peer was not allowed."""
 OPEN_BATCHES = "open_batches"
 """Key of a post: batch id -> frames of the batches out at the model and writers."""
 BUFFERED = "buffered_messages"
@@ -196,6 +199,12 @@ class TotalsCollector(Collector):
             for reason, n in dict(t.get(key) or {}).items():
                 family.add_metric([reason], _count(n))
             yield family
+        yield CounterMetricFamily(
+            "peaknet_service_peers_rejected",
+            "Connections to the data port closed because their peer is not in "
+            "source.allowed_peers (one per connection attempt; the pusher redials).",
+            value=_count(t.get(PEERS_REJECTED)),
+        )
         yield GaugeMetricFamily(
             "peaknet_service_frames_in_flight",
             "Frames sent on by live ingress replicas, not yet settled.",

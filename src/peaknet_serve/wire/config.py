@@ -74,6 +74,15 @@ class DecodeConfig(Section):
             "of SLAC's LCLStreamer examples (16 x 1920 x 1920 float64, 472 MB)."
         ),
     )
+    max_fields: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Most datasets and groups (HDF5) or members (NPZ) one message may hold, counted "
+            "before any is read; more raises DecodeError(reason='too_many_fields'). LCLStreamer "
+            "sends a handful (image, timestamp, wavelength, a few per-event values)."
+        ),
+    )
 
 
 class SourceConfig(Section):

@@ -84,6 +84,40 @@ def npz_bomb(*, compressed: bool) -> bytes:
     return out.getvalue()
 
 
+def chunk_bomb() -> bytes:
+    """A (2, 1, 64, 64) float32 image (32 kB) stored in 2 GiB chunks: HDF5 would inflate a
+    whole chunk to read any of it. The chunks hold a few garbage bytes: it is refused first."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset(
+            "/data/data",
+            shape=(2, 1, 64, 64),
+            maxshape=(None, 1, None, None),
+            chunks=(1, 1, 16384, 32768),
+            dtype="float32",
+            compression="gzip",
+        )
+        for i in range(2):
+            dset.id.write_direct_chunk((i, 0, 0, 0), b"\x78\x01garbage")
+    return buffer.getvalue()
+
+
+def many_fields(n: int = 300) -> bytes:
+    """A good 2-frame image beside ``n`` tiny per-event datasets."""
+    fields = {"/data/data": np.zeros((2, 1, 8, 8), np.float32)}
+    fields |= {f"/extra/f{i}": np.zeros(2, np.uint8) for i in range(n)}
+    return raw_hdf5(fields)
+
+
+def external_storage(path: str = "/etc/hostname") -> bytes:
+    """A dataset whose raw data is a file of the receiving host (HDF5 external storage)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.create_dataset("/data/data", data=np.zeros((2, 1, 8, 8), np.float32))
+        handle.create_dataset("/data/leak", shape=(2, 4), dtype="u1", external=[(path, 0, 8)])
+    return buffer.getvalue()
+
+
 def _zero_events(fmt: str) -> bytes:
     fields = {"/data/data": np.zeros((0, 1, 8, 8), np.float32)}
     return raw_npz(fields) if fmt == "npz" else raw_hdf5(fields)
@@ -126,6 +160,9 @@ KINDS: dict[str, tuple[Callable[[], bytes], frozenset[str]]] = {
     "odd_dtype_npz": (lambda: _odd_dtype("npz"), frozenset({"unsupported_dtype"})),
     "zero_events_hdf5": (lambda: _zero_events("hdf5"), frozenset({"empty_batch"})),
     "zero_events_npz": (lambda: _zero_events("npz"), frozenset({"empty_batch"})),
+    "chunk_bomb": (chunk_bomb, frozenset({"too_large_chunk"})),
+    "many_fields": (many_fields, frozenset({"too_many_fields"})),
+    "external_storage": (external_storage, frozenset({"external_storage"})),
 }
 
 

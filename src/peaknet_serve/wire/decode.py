@@ -25,7 +25,7 @@ import numpy as np
 
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.wire.config import DecodeConfig
-from peaknet_serve.wire.guard import DecodedBudget
+from peaknet_serve.wire.guard import DecodedBudget, check_count, check_local_storage
 from peaknet_serve.wire.metadata import TIMESTAMP_KEY, WAVELENGTH_KEY, derive
 
 logger = logging.getLogger(__name__)
@@ -172,15 +172,13 @@ def _read_hdf5(buf: memoryview, cfg: DecodeConfig) -> dict[str, np.ndarray]:
             reason=reason,
         ) from exc
     with fh:
-        datasets: dict[str, h5py.Dataset] = {}
-        fh.visititems(
-            lambda name, obj: (
-                datasets.__setitem__("/" + name, obj) if isinstance(obj, h5py.Dataset) else None
-            )
-        )
+        datasets = _datasets(fh, cfg.max_fields)
         budget = DecodedBudget(cfg.max_decoded_bytes)
         for path, dset in datasets.items():
+            check_local_storage(path, dset.external, dset.is_virtual)
             budget.take(path, dset.shape, dset.dtype)
+        for path, dset in datasets.items():
+            budget.take_chunk(path, dset.shape, dset.chunks, dset.dtype)
         image_path = _resolve(cfg.fields.image, datasets)
         if image_path is None:
             raise DecodeError(
@@ -199,6 +197,26 @@ def _read_hdf5(buf: memoryview, cfg: DecodeConfig) -> dict[str, np.ndarray]:
             key = special.get(path) or names[path]
             out[key] = _read_image(dset, buf) if key == "__image__" else _read_small(dset)
         return out
+
+
+def _datasets(fh: h5py.File, max_fields: int) -> dict[str, h5py.Dataset]:
+    """Every dataset by path, reached through hard links only (h5py's ``visititems`` follows
+    no soft or external link); stops at ``max_fields`` objects (groups count too)."""
+    datasets: dict[str, h5py.Dataset] = {}
+    visited = 0
+
+    def visit(name: str, obj: Any) -> bool | None:
+        nonlocal visited
+        visited += 1
+        if visited > max_fields:
+            return True  # stops the visit
+        if isinstance(obj, h5py.Dataset):
+            datasets["/" + name] = obj
+        return None
+
+    fh.visititems(visit)
+    check_count("datasets and groups", visited, max_fields)
+    return datasets
 
 
 def _resolve(path: str, available: Any) -> str | None:
@@ -222,16 +240,22 @@ def _read_image(dset: h5py.Dataset, buf: memoryview) -> np.ndarray:
     view = _raw_view(dset, buf)
     if view is not None:
         return view
-    if dset.dtype not in IMAGE_DTYPES:
+    dtype = _native(dset.dtype)
+    if dtype not in IMAGE_DTYPES:
         raise DecodeError(
             f"image dtype {dset.dtype} is not supported (use one of "
             f"{sorted(str(d) for d in IMAGE_DTYPES)})",
             reason="unsupported_dtype",
         )
-    out = np.empty(dset.shape, dtype=dset.dtype)
+    out = np.empty(dset.shape, dtype=dtype)  # HDF5 converts a big-endian image as it reads
     if out.size:
         dset.read_direct(out)
     return out
+
+
+def _native(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in this byte order (a big-endian ``>f4`` image is read as ``float32``)."""
+    return dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
 
 
 def _raw_view(dset: h5py.Dataset, buf: memoryview) -> np.ndarray | None:
@@ -289,6 +313,7 @@ def _read_npz(
             reason="truncated",
         ) from exc
     with zf:
+        check_count("members", len(zf.filelist), cfg.max_fields)
         members = {
             info.filename[:-4] if info.filename.endswith(".npy") else info.filename: info
             for info in zf.infolist()
@@ -414,6 +439,8 @@ def _assemble(
 
 
 def _shape_images(images: np.ndarray, original_shape: tuple[int, ...] | None) -> np.ndarray:
+    if images.dtype != _native(images.dtype) and _native(images.dtype) in IMAGE_DTYPES:
+        images = images.astype(_native(images.dtype))  # a big-endian NPZ image: one copy
     if images.dtype not in IMAGE_DTYPES:
         raise DecodeError(
             f"image dtype {images.dtype} is not supported (use one of "

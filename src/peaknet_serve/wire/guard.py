@@ -63,3 +63,56 @@ class DecodedBudget:
                 reason="too_large_decoded",
             )
         return nbytes
+
+    def take_chunk(
+        self, name: str, shape: Sequence[int] | None, chunks: Sequence[int] | None, dtype: Any
+    ) -> None:
+        """Charge what one chunk of the chunked array ``name`` needs beyond the array itself.
+
+        HDF5 reads a chunked dataset a whole chunk at a time, inflating it into a buffer of the
+        chunk's size whatever the dataset's shape: a (2, 1, 64, 64) dataset stored in 1 GiB
+        chunks allocates 1 GiB. A chunk no bigger than its dataset is covered by ``take``; the
+        excess of a bigger one is charged. Call after ``take`` of every array. Raises
+        ``DecodeError(reason="too_large_chunk")``.
+        """
+        if not chunks or shape is None:
+            return
+        itemsize = np.dtype(dtype).itemsize
+        chunk_bytes, array_bytes = itemsize, itemsize
+        for c, d in zip(chunks, shape, strict=False):
+            chunk_bytes *= int(c)
+            array_bytes *= int(d)
+        self.spent += max(0, chunk_bytes - array_bytes)
+        if self.spent > self.limit:
+            raise DecodeError(
+                f"array {name} of shape {tuple(shape)} is stored in chunks of {tuple(chunks)} "
+                f"({chunk_bytes} bytes, inflated whole to read any of it), which takes the "
+                f"message to {self.spent} decoded bytes, over decode.max_decoded_bytes="
+                f"{self.limit}",
+                reason="too_large_chunk",
+            )
+
+
+def check_count(kind: str, count: int, limit: int) -> None:
+    """Refuse a message with more than ``limit`` datasets or members (``decode.max_fields``),
+    before any is read: each costs a lookup and becomes a metadata field and a CXI dataset.
+    Raises ``DecodeError(reason="too_many_fields")``."""
+    if count > limit:
+        raise DecodeError(
+            f"message has more than {limit} {kind}; LCLStreamer sends a handful of fields per "
+            "batch (raise decode.max_fields if a pusher really sends more)",
+            reason="too_many_fields",
+        )
+
+
+def check_local_storage(name: str, external: Any, is_virtual: bool) -> None:
+    """Refuse an HDF5 dataset whose data lives outside the message: external raw storage
+    (``dset.external``) or a virtual dataset (``dset.is_virtual``) would make the decoder read
+    files of the ingress's host named by the sender. Raises
+    ``DecodeError(reason="external_storage")``."""
+    if external or is_virtual:
+        kind = "virtual dataset" if is_virtual else f"external storage {external!r}"
+        raise DecodeError(
+            f"dataset {name} reads outside the message ({kind}); refused",
+            reason="external_storage",
+        )
