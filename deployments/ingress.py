@@ -22,7 +22,6 @@ from deployments.metrics import IngressMetrics
 from deployments.status import IngressStatus, replica_died
 from peaknet_serve.config import ServiceConfig
 from peaknet_serve.cxi import geometry_bad_pixels
-from peaknet_serve.errors import DecodeError
 from peaknet_serve.peaks import PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.metadata_watch import MetadataCollector, MetadataWatch
@@ -70,8 +69,8 @@ class Ingress:
         context = serve.get_replica_context()
         self._replica = context.replica_id.unique_id
         self._token = os.environ.get(config.ingress.control_token_env) or None
-        self.ledger = FrameLedger()
         self._metrics = IngressMetrics()
+        self.ledger = FrameLedger(listener=self._metrics)
         self._account: dict[str, Any] | None = None
         self._status = IngressStatus(
             board=status_board(context.app_name),
@@ -124,28 +123,18 @@ class Ingress:
         )
 
     def _decode(self, payload: Message) -> FrameBatch:
-        """``decode_message``, counted in the replica metrics (runs in a worker thread)."""
-        n_bytes = memoryview(payload).nbytes
-        try:
-            batch = decode_message(payload, self._config.decode)
-        except DecodeError as exc:
-            self._metrics.rejected(n_bytes=n_bytes, reason=exc.reason)
-            raise
+        """``decode_message``, its metadata watched (runs in a worker thread)."""
+        batch = decode_message(payload, self._config.decode)
         self._metadata.observe(batch)
-        self._metrics.received(n_bytes=n_bytes, frames=len(batch))
         return batch
 
     async def _submit(self, batch: FrameBatch) -> BatchOutcome:
-        """Route one batch (``BatchRouter.submit``), and export its outcome as replica metrics."""
+        """Route one batch (``BatchRouter.submit``); its time goes to the replica metrics (its
+        frames are counted by the pump's ledger)."""
         started = time.perf_counter()
         self._metrics.in_flight.set(self._pump.batches_in_flight)
         outcome = await self._router.submit(batch)
-        self._metrics.settled(
-            hits=outcome.hits,
-            non_hits=outcome.non_hits,
-            failed=outcome.failed,
-            seconds=time.perf_counter() - started,
-        )
+        self._metrics.batch.observe(time.perf_counter() - started)
         return outcome
 
     def check_health(self) -> None:
