@@ -10,7 +10,7 @@ kind), summed over replicas and nodes by Prometheus.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ray.serve.metrics import Counter, Gauge, Histogram
 
@@ -37,7 +37,12 @@ def add(counter: Counter, n: float, tags: dict[str, str] | None = None) -> None:
 
 
 class IngressMetrics:
-    """Messages and bytes in, frames settled by outcome, in-flight batches, waits."""
+    """Messages and bytes in, frames by outcome, in-flight batches, the time of each batch.
+
+    The messages, bytes and frames are the ledger's counts (``FrameLedger(listener=...)``, a
+    ``LedgerListener``), told as it makes them; the ingress sets ``in_flight`` and observes
+    ``batch`` itself.
+    """
 
     def __init__(self) -> None:
         self.messages = Counter(
@@ -52,21 +57,21 @@ class IngressMetrics:
             boundaries=SECONDS_BUCKETS,
         )
 
-    def received(self, *, n_bytes: int, frames: int) -> None:
-        add(self.messages, 1, {"result": "decoded"})
+    def message_received(self, n_bytes: int) -> None:
         add(self.bytes, n_bytes)
-        add(self.frames, frames, {"outcome": "received"})
 
-    def rejected(self, *, n_bytes: int, reason: str) -> None:
+    def message_rejected(self, reason: str) -> None:
         add(self.messages, 1, {"result": f"rejected_{reason}"})
-        add(self.bytes, n_bytes)
 
-    def settled(self, *, hits: int, non_hits: int, failed: dict[str, int], seconds: float) -> None:
+    def frames_received(self, n: int) -> None:
+        add(self.messages, 1, {"result": "decoded"})
+        add(self.frames, n, {"outcome": "received"})
+
+    def settled(self, *, hits: int, non_hits: int, failed: Mapping[str, int]) -> None:
         for outcome, n in (("hit_written", hits), ("non_hit", non_hits)):
             add(self.frames, n, {"outcome": outcome})
         for reason, n in failed.items():
             add(self.frames, n, {"outcome": f"failed_{reason}"})
-        self.batch.observe(seconds)
 
 
 class PeakNetMetrics:

@@ -35,9 +35,12 @@ class Replica:
         from deployments.metrics import IngressMetrics, PeakNetMetrics, WriterMetrics
 
         ingress, model, writer = IngressMetrics(), PeakNetMetrics(), WriterMetrics()
-        ingress.received(n_bytes=1000, frames=8)
-        ingress.rejected(n_bytes=10, reason="not_hdf5")
-        ingress.settled(hits=3, non_hits=4, failed={"timeout": 1}, seconds=0.2)
+        ingress.message_received(1000)
+        ingress.frames_received(8)
+        ingress.message_received(10)
+        ingress.message_rejected("not_hdf5")
+        ingress.settled(hits=3, non_hits=4, failed={"timeout": 1})
+        ingress.batch.observe(0.2)
         ingress.in_flight.set(2)
         model.batch(frames=8, seconds=0.03)
         model.error(RuntimeError("CUDA error"))

@@ -209,9 +209,67 @@ def test_replica_metrics_take_zero_negative_and_nan_without_raising() -> None:
     from deployments.metrics import IngressMetrics, PeakNetMetrics, WriterMetrics
 
     ingress = IngressMetrics()
-    ingress.rejected(n_bytes=0, reason="empty")
-    ingress.received(n_bytes=0, frames=0)
-    ingress.settled(hits=0, non_hits=-1, failed={"x": 0, "y": float("nan")}, seconds=0.0)
+    ingress.message_received(0)
+    ingress.message_rejected("empty")
+    ingress.frames_received(0)
+    ingress.settled(hits=0, non_hits=-1, failed={"x": 0, "y": float("nan")})
     WriterMetrics().judged([], hits=0)
     WriterMetrics().error("write", 0)
     PeakNetMetrics().batch(frames=0, seconds=0.0)
+
+
+class Recorder:
+    """A ``LedgerListener`` that keeps what it is told, as the Ray metrics would count it."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.messages: dict[str, int] = {}
+        self.frames: dict[str, int] = {}
+
+    def message_received(self, n_bytes: int) -> None:
+        self.bytes += n_bytes
+
+    def message_rejected(self, reason: str) -> None:
+        self.messages[reason] = self.messages.get(reason, 0) + 1
+
+    def frames_received(self, n: int) -> None:
+        self.messages["decoded"] = self.messages.get("decoded", 0) + 1
+        self.frames["received"] = self.frames.get("received", 0) + n
+
+    def settled(self, *, hits: int, non_hits: int, failed) -> None:
+        for outcome, n in {"hit": hits, "non_hit": non_hits, **failed}.items():
+            self.frames[outcome] = self.frames.get(outcome, 0) + n
+
+
+async def test_the_ledgers_listener_is_told_every_count_it_makes() -> None:
+    """Frames are counted once, in the ledger: its listener (the ingress's Ray metrics) sees
+    the same messages, bytes and frames by outcome, failed batches and rejections included."""
+    import pynng
+
+    calls = []
+
+    async def every_other_fails(batch: FrameBatch) -> BatchOutcome:
+        calls.append(len(batch))
+        if len(calls) % 2 == 0:
+            raise ConnectionError("replica gone")
+        return BatchOutcome(hits=1, non_hits=len(batch) - 1)
+
+    recorder = Recorder()
+    pump, ledger, address = await started_pump(every_other_fails, max_in_flight=1)
+    ledger.listener = recorder
+    with pynng.Push0(dial=address) as push:
+        await push.asend(b"not an hdf5 file at all")
+        await wait_until(lambda: ledger.messages_received == 1)
+    thread = push_in_thread(address=address, frames=12, batch_size=4, shape=(32, 32), peaks=0)
+    await wait_until(lambda: ledger.received == 12 and ledger.in_flight == 0)
+    thread.join(5)
+    await pump.stop(drain_timeout_s=5)
+    assert recorder.bytes == ledger.bytes_received > 0
+    assert recorder.messages == {"unknown_format": 1, "decoded": 3}
+    assert recorder.messages["decoded"] == ledger.messages_received - 1
+    assert recorder.frames == {"received": 12, "hit": 2, "non_hit": 6, "ConnectionError": 4}
+    assert (ledger.hits_written, ledger.non_hits, dict(ledger.failed_by_reason)) == (
+        2,
+        6,
+        {"ConnectionError": 4},
+    )

@@ -2,6 +2,8 @@
 
 The invariant operators rely on: ``received == hits_written + non_hits + failed + in_flight``.
 Messages that cannot be decoded have no frame count; they are counted separately, by reason.
+Frames are counted here only: the ingress's Ray metrics are told of each count as the ledger
+makes it (``LedgerListener``).
 """
 
 from __future__ import annotations
@@ -10,9 +12,21 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 RATE_WINDOW_S = 60.0
+
+
+class LedgerListener(Protocol):
+    """Told of every count the ledger makes, as it makes it (``deployments.metrics``)."""
+
+    def message_received(self, n_bytes: int) -> None: ...
+
+    def message_rejected(self, reason: str) -> None: ...
+
+    def frames_received(self, n: int) -> None: ...
+
+    def settled(self, *, hits: int, non_hits: int, failed: Mapping[str, int]) -> None: ...
 
 
 @dataclass
@@ -29,6 +43,7 @@ class FrameLedger:
     messages_received: int = 0
     bytes_received: int = 0
     last_error: str | None = None
+    listener: LedgerListener | None = None
     _done_times: deque[tuple[float, int]] = field(default_factory=deque)
     _started: float = field(init=False)
 
@@ -42,16 +57,22 @@ class FrameLedger:
     def message_received(self, n_bytes: int) -> None:
         self.messages_received += 1
         self.bytes_received += n_bytes
+        if self.listener is not None:
+            self.listener.message_received(n_bytes)
 
     def message_rejected(self, reason: str, error: str) -> None:
         """A message that held no decodable frames."""
         self.rejected_messages_by_reason[reason] += 1
         self.last_error = error
+        if self.listener is not None:
+            self.listener.message_rejected(reason)
 
     def frames_received(self, n: int) -> None:
         """Frames decoded and sent on: they are in flight until ``settle`` or ``fail``."""
         self.received += n
         self.in_flight += n
+        if self.listener is not None:
+            self.listener.frames_received(n)
 
     def settle(
         self,
@@ -72,6 +93,8 @@ class FrameLedger:
         self.failed_by_reason.update(failed)
         self.in_flight -= done
         self._record_done(done)
+        if self.listener is not None:
+            self.listener.settled(hits=hits, non_hits=non_hits, failed=failed)
 
     def fail(self, n: int, reason: str, error: str) -> None:
         """Frames of a batch that could not be processed at all."""
@@ -79,6 +102,8 @@ class FrameLedger:
         self.in_flight -= n
         self.last_error = error
         self._record_done(n)
+        if self.listener is not None:
+            self.listener.settled(hits=0, non_hits=0, failed={reason: n})
 
     def _record_done(self, n: int) -> None:
         now = self.clock()
