@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
@@ -120,3 +121,98 @@ def test_a_big_endian_float32_image_decodes_to_native_values(fmt: str) -> None:
     batch = decode_message(message)
     assert batch.images.dtype == np.dtype("float32")
     np.testing.assert_array_equal(batch.images, images[:, 0])
+
+
+def tiny_chunks(shape: tuple[int, ...], chunk: tuple[int, ...]) -> bytes:
+    """An image of ``shape`` uint16 declared in chunks of ``chunk``, one pixel written: a few kB."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset("/data/data", shape=shape, chunks=chunk, dtype="uint16")
+        dset[0, 0, 0, 0] = 7
+        handle.create_dataset("/data/timestamp", data=np.arange(shape[0], dtype=np.uint64))
+    return buffer.getvalue()
+
+
+def test_a_dataset_in_a_million_tiny_chunks_is_refused_before_it_is_read() -> None:
+    bomb = tiny_chunks((16, 1, 256, 256), (1, 1, 1, 1))  # 1M chunks: HDF5 took 4 GB to read it
+    assert len(bomb) < 16 << 10
+    assert reason(bomb) == "too_many_chunks"
+    assert reason(tiny_chunks((2, 1, 64, 64), (1, 1, 8, 8)), DecodeConfig(max_chunks=64)) == (
+        "too_many_chunks"
+    )
+    batch = decode_message(tiny_chunks((2, 1, 64, 64), (1, 1, 8, 8)))  # 128 chunks: fine
+    assert batch.images.shape == (2, 64, 64) and batch.images[0, 0, 0] == 7
+
+
+def overlong_chunk(filters: dict, stream: bytes) -> bytes:
+    """A (2, 1, 64, 64) float32 image in honest one-event chunks (16 kB) whose stored chunks are
+    ``stream``, written raw under the dataset's ``filters``."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset(
+            "/data/data", shape=(2, 1, 64, 64), chunks=(1, 1, 64, 64), dtype="float32", **filters
+        )
+        for i in range(2):
+            dset.id.write_direct_chunk((i, 0, 0, 0), stream)
+        handle.create_dataset("/data/timestamp", data=np.arange(2, dtype=np.uint64))
+    return buffer.getvalue()
+
+
+def test_a_gzip_chunk_that_inflates_past_its_chunk_is_refused_before_hdf5_inflates_it() -> None:
+    # 64 MiB of zeros in a 64 kB zlib stream, for a 16 kB chunk: HDF5's deflate filter grows its
+    # buffer until the stream ends (1 GiB of it took 2.1 GB of RSS).
+    stream = zlib.compress(bytes(64 << 20), 9)
+    assert reason(overlong_chunk({"compression": "gzip"}, stream)) == "overlong_chunk"
+    assert (
+        reason(overlong_chunk({"compression": "gzip", "shuffle": True, "fletcher32": True}, stream))
+        == "overlong_chunk"
+    )
+    honest = zlib.compress(np.full((64, 64), 2.5, np.float32).tobytes())
+    batch = decode_message(overlong_chunk({"compression": "gzip"}, honest))
+    assert batch.images.shape == (2, 64, 64) and float(batch.images[1, 5, 5]) == 2.5
+
+
+@pytest.mark.parametrize("name", ["lz4", "bitshuffle_lz4", "bitshuffle_zstd", "zstd", "blosc"])
+def test_a_plugin_chunk_that_decodes_past_its_chunk_is_refused(name: str) -> None:
+    # HDF5 does not check a filter's output against the chunk: these filters allocate the size in
+    # the stream's header (a 256 MiB stream of each decoded, at 590 MB RSS, before the check).
+    filters = {
+        "lz4": hdf5plugin.LZ4(),
+        "bitshuffle_lz4": hdf5plugin.Bitshuffle(),
+        "bitshuffle_zstd": hdf5plugin.Bitshuffle(cname="zstd"),
+        "zstd": hdf5plugin.Zstd(),
+        "blosc": hdf5plugin.Blosc(),
+    }[name]
+    big = io.BytesIO()
+    with h5py.File(big, "w") as handle:  # an honest 4 MiB chunk of zeros, its stream taken raw
+        dset = handle.create_dataset(
+            "x", data=np.zeros(1 << 20, "f4"), chunks=(1 << 20,), **filters
+        )
+        stream = dset.id.read_direct_chunk((0,))[1]
+    assert reason(overlong_chunk(dict(filters), stream)) == "overlong_chunk"
+    honest = io.BytesIO()
+    with h5py.File(honest, "w") as handle:
+        image = np.random.default_rng(2).random((2, 1, 64, 64), dtype=np.float32)
+        handle.create_dataset("/data/data", data=image, chunks=(1, 1, 64, 64), **filters)
+    np.testing.assert_array_equal(decode_message(honest.getvalue()).images, image[:, 0])
+
+
+def long_strings(events: int, longest: int) -> bytes:
+    """``events`` frames of 4x4 pixels with a variable-length string field, one element
+    ``longest`` characters long (the others empty)."""
+    notes = np.empty(events, dtype=object)
+    notes[:] = ""
+    notes[0] = "x" * longest
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.create_dataset("/data/data", data=np.zeros((events, 1, 4, 4), "f4"))
+        handle.create_dataset("/data/note", data=notes, dtype=h5py.string_dtype())
+    return buffer.getvalue()
+
+
+def test_a_long_variable_length_string_is_charged_before_the_fixed_width_array_is_built() -> None:
+    # 2,000 elements x 16 kB x 4 bytes = 128 MB of fixed-width str from a 30 kB message (a 1 MB
+    # element took 7.7 GB).
+    assert reason(long_strings(2000, 16 << 10), CAP) == "too_large_decoded"
+    batch = decode_message(long_strings(4, 100), CAP)
+    assert batch.metadata["note"][0] == "x" * 100 and batch.metadata["note"][1] == ""

@@ -83,6 +83,15 @@ class DecodeConfig(Section):
             "sends a handful (image, timestamp, wavelength, a few per-event values)."
         ),
     )
+    max_chunks: int = Field(
+        default=65536,
+        ge=1,
+        description=(
+            "Most chunks one HDF5 dataset may declare (prod(ceil(shape / chunks))), checked "
+            "before it is read; more raises DecodeError(reason='too_many_chunks'). HDF5 spends "
+            "kilobytes per chunk to read one; LCLStreamer chunks per event (B chunks)."
+        ),
+    )
 
 
 class SourceConfig(Section):

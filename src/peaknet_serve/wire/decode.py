@@ -24,8 +24,14 @@ import hdf5plugin  # noqa: F401  (registers the bitshuffle/lz4/zstd/zfp filters 
 import numpy as np
 
 from peaknet_serve.errors import DecodeError
+from peaknet_serve.wire.chunk_streams import check_chunk_streams
 from peaknet_serve.wire.config import DecodeConfig
-from peaknet_serve.wire.guard import DecodedBudget, check_count, check_local_storage
+from peaknet_serve.wire.guard import (
+    DecodedBudget,
+    check_chunk_count,
+    check_count,
+    check_local_storage,
+)
 from peaknet_serve.wire.metadata import TIMESTAMP_KEY, WAVELENGTH_KEY, derive
 
 logger = logging.getLogger(__name__)
@@ -179,6 +185,7 @@ def _read_hdf5(buf: memoryview, cfg: DecodeConfig) -> dict[str, np.ndarray]:
             budget.take(path, dset.shape, dset.dtype)
         for path, dset in datasets.items():
             budget.take_chunk(path, dset.shape, dset.chunks, dset.dtype)
+            check_chunk_count(path, dset.shape, dset.chunks, cfg.max_chunks)
         image_path = _resolve(cfg.fields.image, datasets)
         if image_path is None:
             raise DecodeError(
@@ -192,10 +199,15 @@ def _read_hdf5(buf: memoryview, cfg: DecodeConfig) -> dict[str, np.ndarray]:
             _resolve(cfg.fields.timestamp, datasets): TIMESTAMP_KEY,
         }
         names = _field_names([p for p in datasets if p not in special], special.values())
+        _check_lengths(datasets, image_path, names)
         out: dict[str, np.ndarray] = {}
         for path, dset in datasets.items():
+            check_chunk_streams(path, dset)
             key = special.get(path) or names[path]
-            out[key] = _read_image(dset, buf) if key == "__image__" else _read_small(dset)
+            if key == "__image__":
+                out[key] = _read_image(dset, buf)
+            else:
+                out[key] = _read_small(dset, budget, buf.nbytes)
         return out
 
 
@@ -233,6 +245,22 @@ def _field_names(paths: list[str], reserved: Any) -> dict[str, str]:
         p: s if short.count(s) == 1 and s not in taken else p.strip("/")
         for p, s in zip(paths, short, strict=True)
     }
+
+
+def _check_lengths(
+    datasets: dict[str, h5py.Dataset], image_path: str, names: dict[str, str]
+) -> None:
+    """Refuse a field whose declared length is not the image's event count, before any is read."""
+    image_shape = datasets[image_path].shape
+    if not image_shape:
+        return  # a rank-0 or null image is refused by _shape_images
+    for path, dset in datasets.items():
+        if path != image_path and (not dset.shape or dset.shape[0] != image_shape[0]):
+            raise DecodeError(
+                f"metadata field {names.get(path, path)!r} has shape {dset.shape}, expected "
+                f"{image_shape[0]} events like the image {image_shape}",
+                reason="length_mismatch",
+            )
 
 
 def _read_image(dset: h5py.Dataset, buf: memoryview) -> np.ndarray:
@@ -286,14 +314,36 @@ def _raw_view(dset: h5py.Dataset, buf: memoryview) -> np.ndarray | None:
     return np.frombuffer(buf, dtype=dset.dtype, count=dset.size, offset=start).reshape(dset.shape)
 
 
-def _read_small(dset: h5py.Dataset) -> np.ndarray:
+def _read_small(dset: h5py.Dataset, budget: DecodedBudget, message_bytes: int) -> np.ndarray:
     if dset.dtype.kind == "O" or h5py.check_string_dtype(dset.dtype) is not None:
-        return np.asarray(dset.asstr()[()], dtype=str)
+        return _read_strings(dset, budget, message_bytes)
     if dset.dtype.kind == "V":
         raise DecodeError(
             f"dataset {dset.name} has compound/opaque dtype {dset.dtype}", reason="bad_metadata"
         )
     return np.asarray(dset[()])
+
+
+def _read_strings(dset: h5py.Dataset, budget: DecodedBudget, message_bytes: int) -> np.ndarray:
+    """A string dataset as a fixed-width ``str`` array, its text charged to ``budget`` as read.
+
+    A variable-length string's text lives in the file's heap, so the declared shape does not size
+    it, and many elements may point at one long string: rows are read in blocks of at most
+    64 MiB / message size elements (each element is at most the message long), their text charged
+    as each block arrives, and the fixed-width array (elements x longest x 4 bytes) charged before
+    it is built. Called with rank >= 1 (``_check_lengths`` refused rank 0). Raises
+    ``DecodeError(reason="too_large_decoded")``.
+    """
+    row = int(np.prod(dset.shape[1:], dtype=np.int64))
+    step = max(1, (64 << 20) // max(message_bytes * max(row, 1), 1))
+    texts: list[str] = []
+    for start in range(0, dset.shape[0], step):
+        block = np.asarray(dset.asstr()[start : start + step], dtype=object).ravel().tolist()
+        budget.take(f"{dset.name} (text)", (sum(len(t) for t in block),), "u1")
+        texts.extend(block)
+    longest = max((len(t) for t in texts), default=0)
+    budget.take(f"{dset.name} (as str)", (len(texts), max(longest, 1)), "U1")
+    return np.asarray(texts, dtype=str).reshape(dset.shape)
 
 
 # --- NPZ -------------------------------------------------------------------------------------

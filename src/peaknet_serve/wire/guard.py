@@ -116,3 +116,27 @@ def check_local_storage(name: str, external: Any, is_virtual: bool) -> None:
             f"dataset {name} reads outside the message ({kind}); refused",
             reason="external_storage",
         )
+
+
+def check_chunk_count(
+    name: str, shape: Sequence[int] | None, chunks: Sequence[int] | None, limit: int
+) -> None:
+    """Refuse a chunked array that declares more than ``limit`` chunks (``decode.max_chunks``).
+
+    HDF5 keeps a few kB of bookkeeping per chunk of the selection while it reads a dataset, stored
+    or not: a 2 kB message declaring a (16, 1, 256, 256) image in one-pixel chunks (1M chunks)
+    takes 4 GB. The count is the declared one, prod(ceil(shape / chunks)). LCLStreamer chunks per
+    event, so its datasets have B chunks. Raises ``DecodeError(reason="too_many_chunks")``.
+    """
+    if not chunks or shape is None:
+        return
+    count = 1
+    for c, d in zip(chunks, shape, strict=False):
+        count *= -(-int(d) // max(int(c), 1))
+    if count > limit:
+        raise DecodeError(
+            f"array {name} of shape {tuple(shape)} is stored in chunks of {tuple(chunks)}: "
+            f"{count} chunks, over decode.max_chunks={limit} (HDF5 spends kilobytes per chunk "
+            "to read them); raise it if a pusher really chunks this finely",
+            reason="too_many_chunks",
+        )

@@ -1,0 +1,110 @@
+"""Each stored chunk of a compressed HDF5 dataset is checked to decode to no more than its size.
+
+``DecodedBudget`` charges a chunk at its declared size, but HDF5's filters size their output from
+the stream, not from the chunk: the deflate filter grows its buffer until the stream ends (1 MB of
+zlib stream inflates to 1 GiB, whatever a (1, 1, 64, 64) chunk declares), and the LZ4, zstd,
+blosc and bitshuffle-LZ4/zstd filters allocate the size written in the stream's own header (an
+8 kB zstd frame decodes to 256 MiB for a 16 kB chunk). Before HDF5 reads a dataset,
+``check_chunk_streams`` reads each stored chunk raw (``read_direct_chunk``, no filter runs) and
+checks what its outermost filter would produce: deflate by inflating it in 1 MiB pieces that are
+thrown away, the others by the size in their header (layouts: hdf5plugin's H5Zlz4.c,
+bshuf_h5filter.c, zstd's frame format RFC 8878 section 3.1.1, blosc1's header). Other outermost
+filters (zfp, blosc2, szip) are not checked.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import h5py
+import numpy as np
+
+from peaknet_serve.errors import DecodeError
+
+FILTER_DEFLATE = 1
+FILTER_FLETCHER32 = 3
+FILTER_LZ4 = 32004
+FILTER_BITSHUFFLE = 32008
+FILTER_BLOSC = 32001
+FILTER_ZSTD = 32015
+#: bitshuffle's cd_values[4]: 2 = LZ4, 3 = zstd (a size header), 0 = none (output = input).
+_BITSHUFFLE_COMPRESSED = (2, 3)
+_PIECE = 1 << 20
+
+
+def check_chunk_streams(name: str, dset: h5py.Dataset) -> None:
+    """Refuse a dataset with a stored chunk that decodes to more than the chunk's size (plus room
+    for an inner filter's headers). Raises ``DecodeError(reason="overlong_chunk")``."""
+    if dset.chunks is None:
+        return
+    plist = dset.id.get_create_plist()
+    pipeline = [plist.get_filter(i)[:3] for i in range(plist.get_nfilters())]
+    while pipeline and pipeline[-1][0] == FILTER_FLETCHER32:  # a checksum appended last
+        pipeline.pop()
+    if not pipeline:
+        return
+    code, _, values = pipeline[-1]
+    if code == FILTER_BITSHUFFLE and (len(values) < 5 or values[4] not in _BITSHUFFLE_COMPRESSED):
+        return
+    header_size = _HEADER_SIZE.get(code)
+    if code != FILTER_DEFLATE and header_size is None:
+        return
+    chunk_bytes = int(np.prod(dset.chunks, dtype=np.int64)) * dset.dtype.itemsize
+    bound = chunk_bytes + chunk_bytes // 16 + 4096
+    outer_bit = 1 << (len(pipeline) - 1)
+    for i in range(dset.id.get_num_chunks()):
+        info = dset.id.get_chunk_info(i)
+        if info.filter_mask & outer_bit:  # the outermost filter was skipped for this chunk
+            continue
+        _, raw = dset.id.read_direct_chunk(info.chunk_offset)
+        size = _inflated_size(raw, bound) if header_size is None else header_size(raw)
+        if size > bound:
+            raise DecodeError(
+                f"array {name}: the stored chunk at {info.chunk_offset} ({len(raw)} bytes) decodes "
+                f"to {'more than ' if code == FILTER_DEFLATE else ''}{size} bytes, but a chunk of "
+                f"{dset.chunks} {dset.dtype} holds {chunk_bytes}; refused before HDF5 inflates it",
+                reason="overlong_chunk",
+            )
+
+
+def _inflated_size(raw: bytes, bound: int) -> int:
+    """Bytes the zlib stream ``raw`` inflates to, counted up to just past ``bound``."""
+    inflater = zlib.decompressobj()
+    data, total = raw, 0
+    while data and not inflater.eof and total <= bound:
+        total += len(inflater.decompress(data, _PIECE))
+        data = inflater.unconsumed_tail
+    return total
+
+
+def _big_endian_size(raw: bytes) -> int:
+    """LZ4 and bitshuffle-LZ4/zstd: the decoded size is the first 8 bytes, big endian (a header
+    shorter than that is left to the filter to refuse)."""
+    return int.from_bytes(raw[:8], "big") if len(raw) >= 8 else 0
+
+
+def _blosc_size(raw: bytes) -> int:
+    """blosc1: bytes 4-7 of the header, little endian."""
+    return int.from_bytes(raw[4:8], "little") if len(raw) >= 8 else 0
+
+
+def _zstd_size(raw: bytes) -> int:
+    """A zstd frame's Frame_Content_Size; 0 where it is absent (the filter then refuses it)."""
+    if len(raw) < 6 or raw[:4] != b"\x28\xb5\x2f\xfd":
+        return 0
+    descriptor = raw[4]
+    single_segment = descriptor >> 5 & 1
+    field = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    start = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+    if field == 0 or len(raw) < start + field:
+        return 0
+    value = int.from_bytes(raw[start : start + field], "little")
+    return value + 256 if field == 2 else value
+
+
+_HEADER_SIZE = {
+    FILTER_LZ4: _big_endian_size,
+    FILTER_BITSHUFFLE: _big_endian_size,
+    FILTER_BLOSC: _blosc_size,
+    FILTER_ZSTD: _zstd_size,
+}
