@@ -291,3 +291,27 @@ def test_quarantine_saves_bytes_and_reason(tmp_path) -> None:
     assert record["bytes"] == len(payload)
     assert (quarantine.saved, quarantine.skipped) == (2, 1)
     assert len(list((tmp_path / "q").glob("*.bin"))) == 2
+
+
+@pytest.mark.parametrize("dtype", [">u2", "<f4", "u1", ">f8"])
+@pytest.mark.parametrize("filters", [{}, {"shuffle": True}, {"fletcher32": True}])
+def test_gzip_images_in_odd_chunks_decode_like_h5py_reads_them(dtype: str, filters: dict) -> None:
+    """The decoder inflates deflate chunks itself (bounded): edge chunks, chunks never written
+    (fill value), shuffle and byte order must come out as HDF5 gives them."""
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(3)
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset(
+            "/data/data",
+            shape=(3, 1, 50, 70),
+            chunks=(2, 1, 16, 32),
+            dtype=dtype,
+            compression="gzip",
+            fillvalue=9,
+            **filters,
+        )
+        dset[:, :, :40, :] = (rng.random((3, 1, 40, 70)) * 200).astype(dtype)
+        expected = dset[()]
+    batch = decode_message(buffer.getvalue())
+    assert batch.images.dtype == expected.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(batch.images, expected[:, 0])

@@ -9,7 +9,8 @@ blosc and bitshuffle-LZ4/zstd filters allocate the size written in the stream's 
 checks what its outermost filter would produce: deflate by inflating it in 1 MiB pieces that are
 thrown away, the others by the size in their header (layouts: hdf5plugin's H5Zlz4.c,
 bshuf_h5filter.c, zstd's frame format RFC 8878 section 3.1.1, blosc1's header). Other outermost
-filters (zfp, blosc2, szip) are not checked.
+filters (zfp, blosc2, szip) are not checked. ``read_deflated`` reads an image stored with
+deflate (LCLStreamer's gzip and gzip_with_shuffle) by inflating each chunk once, bounded, itself.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from peaknet_serve.errors import DecodeError
 
 FILTER_DEFLATE = 1
+FILTER_SHUFFLE = 2
 FILTER_FLETCHER32 = 3
 FILTER_LZ4 = 32004
 FILTER_BITSHUFFLE = 32008
@@ -32,13 +34,70 @@ _BITSHUFFLE_COMPRESSED = (2, 3)
 _PIECE = 1 << 20
 
 
+def _pipeline(dset: h5py.Dataset) -> list[tuple[int, int, tuple[int, ...]]]:
+    plist = dset.id.get_create_plist()
+    return [plist.get_filter(i)[:3] for i in range(plist.get_nfilters())]
+
+
+def read_deflated(dset: h5py.Dataset, dtype: np.dtype) -> np.ndarray | None:
+    """``dset`` as a ``dtype`` array, read chunk by chunk and inflated here, each chunk to at most
+    its size; None unless its filters are deflate alone or shuffle then deflate (H5Zshuffle.c's
+    byte transposition, undone here). Raises ``DecodeError(reason="overlong_chunk")`` for a
+    stream longer than its chunk and ``reason="corrupt"`` for one shorter.
+    """
+    codes = [code for code, _, _ in _pipeline(dset)]
+    if dset.chunks is None or codes not in ([FILTER_DEFLATE], [FILTER_SHUFFLE, FILTER_DEFLATE]):
+        return None
+    shape, chunks, stored = dset.shape, dset.chunks, dset.dtype
+    chunk_bytes = int(np.prod(chunks, dtype=np.int64)) * stored.itemsize
+    declared = int(np.prod([-(-d // c) for d, c in zip(shape, chunks, strict=True)]))
+    out = np.empty(shape, dtype=dtype)
+    if dset.id.get_num_chunks() < declared:
+        out[...] = dset.fillvalue
+    deflate_bit, shuffle_bit = 1 << (len(codes) - 1), 1 if len(codes) == 2 else 0
+    for i in range(dset.id.get_num_chunks()):
+        info = dset.id.get_chunk_info(i)
+        mask, raw = dset.id.read_direct_chunk(info.chunk_offset)
+        data = (
+            raw if mask & deflate_bit else _inflate(dset.name, info.chunk_offset, raw, chunk_bytes)
+        )
+        if len(data) != chunk_bytes:
+            raise DecodeError(
+                f"array {dset.name}: the stored chunk at {info.chunk_offset} decodes to "
+                f"{len(data)} bytes, not the chunk's {chunk_bytes}",
+                reason="corrupt",
+            )
+        block = np.frombuffer(data, dtype=np.uint8)
+        if shuffle_bit and not mask & shuffle_bit and stored.itemsize > 1:
+            block = block.reshape(stored.itemsize, -1).T.copy()
+        block = block.view(stored).reshape(chunks)
+        where = tuple(
+            slice(o, min(o + c, d))
+            for o, c, d in zip(info.chunk_offset, chunks, shape, strict=True)
+        )
+        out[where] = block[tuple(slice(0, w.stop - w.start) for w in where)]
+    return out
+
+
+def _inflate(name: str, offset: tuple[int, ...], raw: bytes, chunk_bytes: int) -> bytes:
+    """The zlib stream ``raw`` inflated to at most ``chunk_bytes``; raises when it holds more."""
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(raw, chunk_bytes)
+    if inflater.unconsumed_tail and inflater.decompress(inflater.unconsumed_tail, 1):
+        raise DecodeError(
+            f"array {name}: the stored chunk at {offset} ({len(raw)} bytes) inflates to more than "
+            f"the chunk's {chunk_bytes} bytes; refused before it is inflated whole",
+            reason="overlong_chunk",
+        )
+    return data
+
+
 def check_chunk_streams(name: str, dset: h5py.Dataset) -> None:
     """Refuse a dataset with a stored chunk that decodes to more than the chunk's size (plus room
     for an inner filter's headers). Raises ``DecodeError(reason="overlong_chunk")``."""
     if dset.chunks is None:
         return
-    plist = dset.id.get_create_plist()
-    pipeline = [plist.get_filter(i)[:3] for i in range(plist.get_nfilters())]
+    pipeline = _pipeline(dset)
     while pipeline and pipeline[-1][0] == FILTER_FLETCHER32:  # a checksum appended last
         pipeline.pop()
     if not pipeline:

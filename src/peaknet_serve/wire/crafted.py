@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections.abc import Callable
 
 import h5py
+import hdf5plugin
 import numpy as np
 
 from peaknet_serve.wire.decode import HDF5_SIGNATURE
@@ -102,6 +104,53 @@ def chunk_bomb() -> bytes:
     return buffer.getvalue()
 
 
+def tiny_chunks() -> bytes:
+    """~2 kB of HDF5 declaring a (16, 1, 256, 256) uint16 image in one-pixel chunks: 1M chunks,
+    which HDF5 needs 4 GB of bookkeeping to read."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset(
+            "/data/data", shape=(16, 1, 256, 256), chunks=(1, 1, 1, 1), dtype="uint16"
+        )
+        dset[0, 0, 0, 0] = 7
+    return buffer.getvalue()
+
+
+def overlong_chunks(compression: str = "gzip") -> bytes:
+    """A (2, 1, 64, 64) float32 image in honest 16 kB chunks whose stored streams decode to 4 MiB
+    (``compression``: 'gzip' or 'zstd'): HDF5's filters size their output from the stream."""
+    if compression == "gzip":
+        filters: dict = {"compression": "gzip"}
+        stream = zlib.compress(bytes(4 << 20), 9)
+    else:
+        filters = dict(hdf5plugin.Zstd())
+        big = io.BytesIO()
+        with h5py.File(big, "w") as handle:
+            whole = handle.create_dataset("x", data=np.zeros(1 << 20, "f4"), **filters)
+            stream = whole.id.read_direct_chunk((0,))[1]
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset(
+            "/data/data", shape=(2, 1, 64, 64), chunks=(1, 1, 64, 64), dtype="float32", **filters
+        )
+        for i in range(2):
+            dset.id.write_direct_chunk((i, 0, 0, 0), stream)
+    return buffer.getvalue()
+
+
+def long_strings(events: int = 2000, longest: int = 160_000) -> bytes:
+    """``events`` 4x4 frames with a variable-length string field, one element ``longest``
+    characters long: as a fixed-width str array, events x longest x 4 bytes (1.3 GB)."""
+    notes = np.empty(events, dtype=object)
+    notes[:] = ""
+    notes[0] = "x" * longest
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.create_dataset("/data/data", data=np.zeros((events, 1, 4, 4), np.float32))
+        handle.create_dataset("/data/note", data=notes, dtype=h5py.string_dtype())
+    return buffer.getvalue()
+
+
 def many_fields(n: int = 300) -> bytes:
     """A good 2-frame image beside ``n`` tiny per-event datasets."""
     fields = {"/data/data": np.zeros((2, 1, 8, 8), np.float32)}
@@ -162,6 +211,10 @@ KINDS: dict[str, tuple[Callable[[], bytes], frozenset[str]]] = {
     "zero_events_npz": (lambda: _zero_events("npz"), frozenset({"empty_batch"})),
     "chunk_bomb": (chunk_bomb, frozenset({"too_large_chunk"})),
     "many_fields": (many_fields, frozenset({"too_many_fields"})),
+    "tiny_chunks": (tiny_chunks, frozenset({"too_many_chunks"})),
+    "overlong_gzip_chunks": (overlong_chunks, frozenset({"overlong_chunk"})),
+    "overlong_zstd_chunks": (lambda: overlong_chunks("zstd"), frozenset({"overlong_chunk"})),
+    "long_strings": (long_strings, frozenset({"too_large_decoded"})),
     "external_storage": (external_storage, frozenset({"external_storage"})),
 }
 

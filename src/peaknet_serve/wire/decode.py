@@ -24,7 +24,7 @@ import hdf5plugin  # noqa: F401  (registers the bitshuffle/lz4/zstd/zfp filters 
 import numpy as np
 
 from peaknet_serve.errors import DecodeError
-from peaknet_serve.wire.chunk_streams import check_chunk_streams
+from peaknet_serve.wire.chunk_streams import check_chunk_streams, read_deflated
 from peaknet_serve.wire.config import DecodeConfig
 from peaknet_serve.wire.guard import (
     DecodedBudget,
@@ -202,11 +202,11 @@ def _read_hdf5(buf: memoryview, cfg: DecodeConfig) -> dict[str, np.ndarray]:
         _check_lengths(datasets, image_path, names)
         out: dict[str, np.ndarray] = {}
         for path, dset in datasets.items():
-            check_chunk_streams(path, dset)
             key = special.get(path) or names[path]
             if key == "__image__":
                 out[key] = _read_image(dset, buf)
             else:
+                check_chunk_streams(path, dset)
                 out[key] = _read_small(dset, budget, buf.nbytes)
         return out
 
@@ -275,6 +275,10 @@ def _read_image(dset: h5py.Dataset, buf: memoryview) -> np.ndarray:
             f"{sorted(str(d) for d in IMAGE_DTYPES)})",
             reason="unsupported_dtype",
         )
+    deflated = read_deflated(dset, dtype) if dset.size else None
+    if deflated is not None:
+        return deflated
+    check_chunk_streams(dset.name, dset)
     out = np.empty(dset.shape, dtype=dtype)  # HDF5 converts a big-endian image as it reads
     if out.size:
         dset.read_direct(out)
