@@ -339,7 +339,11 @@ def _read_strings(dset: h5py.Dataset, budget: DecodedBudget, message_bytes: int)
     ``DecodeError(reason="too_large_decoded")``.
     """
     row = int(np.prod(dset.shape[1:], dtype=np.int64))
-    step = max(1, (64 << 20) // max(message_bytes * max(row, 1), 1))
+    string = h5py.check_string_dtype(dset.dtype)
+    if string is not None and string.length is not None:  # fixed width: its declared size holds
+        step = max(dset.shape[0], 1)
+    else:
+        step = max(1, (64 << 20) // max(message_bytes * max(row, 1), 1))
     texts: list[str] = []
     for start in range(0, dset.shape[0], step):
         block = np.asarray(dset.asstr()[start : start + step], dtype=object).ravel().tolist()
