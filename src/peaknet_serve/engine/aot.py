@@ -148,6 +148,16 @@ class AotPackages:
         self.loaded += 1
         return runner
 
+    def describe(self) -> dict[str, Any]:
+        """Where the packages live and what is built, loaded or building, for status pages."""
+        return {
+            "directory": str(self.directory),
+            "model_key": self.key,
+            "building": [list(pair) for pair in self.pending()],
+            "built": self.built,
+            "loaded": self.loaded,
+        }
+
     def close(self) -> None:
         """Stop waiting for builds that have not started; running children finish."""
         self._builders.shutdown(wait=False, cancel_futures=True)

@@ -11,6 +11,9 @@ Data path of one batch (one slot of the N-way buffer):
 5. host: the caller's task polls 4's event (``await asyncio.sleep`` between polls) and copies the
    masks out of the slot, which then serves the next batch.
 
+Steps 1 and 5 are ``host_copy``, 2 to 4 ``streams``; device and dtypes come from ``device``, the
+compiled or fused model from ``model_prep``.
+
 All kernel launches happen on one launcher thread, so the event loop never runs model code and
 CUDA graphs recorded in ``warmup`` (thread-local in torch.compile) are the ones replayed. With N
 slots, batch k+1 is copied in while batch k computes and batch k-1 is copied out. Nothing on this
@@ -28,10 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -43,66 +44,25 @@ from peaknet_serve.engine.affinity import AffinityChoice, pin_process_near
 from peaknet_serve.engine.aot import AotPackages, FrameMasker
 from peaknet_serve.engine.compile_cache import configure_compile_cache
 from peaknet_serve.engine.config import EngineConfig, WarmupConfig
+from peaknet_serve.engine.device import (
+    DTYPE_NAMES,
+    frame_torch_dtype,
+    resolve_device,
+    resolve_dtype,
+)
+from peaknet_serve.engine.host_copy import HostCopier
+from peaknet_serve.engine.model_prep import (
+    compile_forward,
+    init_cuda_graph_thread,
+    switch_to_fused_kernels,
+)
 from peaknet_serve.engine.shapes import Pair, ShapeGate
-from peaknet_serve.engine.staging import Slot, SlotPool, Staging, StagingStats
+from peaknet_serve.engine.staging import SlotPool, StagingStats
+from peaknet_serve.engine.streams import BatchStreams
 from peaknet_serve.errors import ConfigError, DecodeError
 from peaknet_serve.model import InputConfig
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
-_MIN_PARALLEL_COPY_BYTES = 4 << 20
-"""Host copies smaller than this run inline: a thread hop costs more than the copy."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device for an ``EngineConfig.device`` string; "auto" prefers CUDA.
-
-    Raises:
-        ConfigError: CUDA was asked for but is not available, or the index does not exist.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type != "cuda":
-        return device
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"engine.device={name!r} but torch sees no CUDA device; use 'cpu' or 'auto'"
-        )
-    count = torch.cuda.device_count()
-    index = torch.cuda.current_device() if device.index is None else device.index
-    if index >= count:
-        raise ConfigError(f"engine.device={name!r} but only {count} CUDA device(s) are visible")
-    return torch.device("cuda", index)
-
-
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for ``EngineConfig.precision`` on ``device``.
-
-    Raises:
-        ConfigError: fp16 on a CPU.
-    """
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("engine.precision='fp16' needs a GPU; use 'fp32' or 'bf16' on a CPU")
-    return _DTYPES[precision]
-
-
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    if dtype.kind not in "uif":
-        raise DecodeError(
-            f"frames must be integers or floats, got dtype {dtype}", reason="bad_dtype"
-        )
-    try:
-        return torch.from_numpy(np.empty(0, dtype=dtype.newbyteorder("="))).dtype
-    except TypeError as exc:
-        raise DecodeError(
-            f"frames of dtype {dtype} are not supported; send uint16, int32, float32 or float64",
-            reason="bad_dtype",
-        ) from exc
 
 
 class InferenceEngine:
@@ -156,7 +116,7 @@ class InferenceEngine:
         fast = self._channels_last and engine.compile != "aot"
         self._fused_stages = engine.fused_dwconv_stages if fast else ()
         if self._fused_stages:
-            _use_fused_kernels(model, self._fused_stages)
+            switch_to_fused_kernels(model, self._fused_stages)
         self.model = model
         self._masker = FrameMasker(model, inputs, self._model_dtype, self._channels_last)
 
@@ -172,14 +132,16 @@ class InferenceEngine:
                 self.device,
                 processes=engine.aot_build_processes,
             )
-        self._forward = self._compile(self._forward_eager)
+        self._forward = compile_forward(
+            self._forward_eager, mode=engine.compile, on_gpu=self._on_gpu, buckets=self._buckets
+        )
         self._pool = SlotPool(engine.num_buffers, capacity=self._max_bucket, device=self.device)
         self._launcher = ThreadPoolExecutor(
             1,
             thread_name_prefix="peaknet-launch",
-            initializer=_init_cuda_graph_thread if self._cuda_graphs else None,
+            initializer=init_cuda_graph_thread if self._cuda_graphs else None,
         )
-        self._copier = ThreadPoolExecutor(engine.copy_threads, thread_name_prefix="peaknet-copy")
+        self._copier = HostCopier(engine.copy_threads)
         self._gate = ShapeGate(
             buckets=self._buckets,
             compiled=engine.compile != "off",
@@ -188,9 +150,7 @@ class InferenceEngine:
         )
         if self._on_gpu:
             torch.backends.cudnn.benchmark = engine.cudnn_benchmark
-            self._copy_in_stream = torch.cuda.Stream(self.device)
-            self._compute_stream = torch.cuda.Stream(self.device)
-            self._copy_out_stream = torch.cuda.Stream(self.device)
+        self._streams = BatchStreams(self.device, self._run_model)
         logger.info("inference engine ready: %s", self.describe())
 
     @classmethod
@@ -213,7 +173,7 @@ class InferenceEngine:
         return {
             "device": str(self.device),
             "device_name": (torch.cuda.get_device_name(self.device) if self._on_gpu else "cpu"),
-            "precision": _DTYPE_NAMES[self.dtype],
+            "precision": DTYPE_NAMES[self.dtype],
             "autocast": self.config.autocast,
             "channels_last": self._channels_last,
             "fused_dwconv_stages": list(self._fused_stages),
@@ -228,18 +188,7 @@ class InferenceEngine:
             "fixed_shapes": self._gate.fixed,
             "warm": [list(pair) for pair in self._gate.warm_pairs()],
             "uncompiled": [list(pair) for pair in self._gate.eager_pairs()],
-            "aot": self._describe_aot(),
-        }
-
-    def _describe_aot(self) -> dict[str, Any] | None:
-        if self._aot is None:
-            return None
-        return {
-            "directory": str(self._aot.directory),
-            "model_key": self._aot.key,
-            "building": [list(pair) for pair in self._aot.pending()],
-            "built": self._aot.built,
-            "loaded": self._aot.loaded,
+            "aot": self._aot.describe() if self._aot is not None else None,
         }
 
     def staging_stats(self) -> StagingStats:
@@ -259,23 +208,6 @@ class InferenceEngine:
         return self._gate.known_shapes()
 
     # -- model ----------------------------------------------------------------------------------
-
-    def _compile(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
-        mode = self.config.compile
-        if mode in ("off", "aot"):
-            return fn
-        if mode == "reduce-overhead" and not self._on_gpu:
-            logger.warning("compile='reduce-overhead' needs CUDA graphs; using 'default' on a CPU")
-            mode = "default"
-        # One graph per (bucket, frame shape): lift dynamo's recompile limit (default 8) so
-        # several frame shapes do not silently fall back to eager.
-        limit = 4 * len(self._buckets) + 8
-        dynamo_config = torch._dynamo.config
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, limit)
-        dynamo_config.accumulated_recompile_limit = max(
-            dynamo_config.accumulated_recompile_limit, 8 * limit
-        )
-        return torch.compile(fn, mode=mode, dynamic=False)
 
     def _forward_eager(self, frames: torch.Tensor) -> torch.Tensor:
         """float32 (B, H, W) frames -> uint8 (B, H, W) masks; what torch.compile compiles."""
@@ -326,7 +258,7 @@ class InferenceEngine:
             for future in builds:
                 future.result()
         for bucket in buckets:
-            stream = self._compute_stream if self._on_gpu else None
+            stream = self._streams.compute_stream
             self._launcher.submit(self._warm_one, bucket, height, width, runs, stream).result()
             self._gate.mark_warm(bucket, height, width)
             logger.info("warmed up batch %d x %d x %d", bucket, height, width)
@@ -378,7 +310,7 @@ class InferenceEngine:
             )
         height, width = images.shape[-2:]
         frames = images.reshape(-1, height, width)
-        key = (height, width, _torch_dtype(images.dtype))
+        key = (height, width, frame_torch_dtype(images.dtype))
         masks = np.empty(frames.shape, dtype=np.uint8)
         starts = range(0, frames.shape[0], self._max_bucket)
         await asyncio.gather(
@@ -400,77 +332,25 @@ class InferenceEngine:
         launched: torch.cuda.Event | None = None
         try:
             staging = slot.buffers(key)
-            await self._host_copy(staging.host_in_np[:count], frames)
+            await self._copier.copy(staging.host_in_np[:count], frames)
             loop = asyncio.get_running_loop()
             launched = await loop.run_in_executor(
-                self._launcher, self._launch, slot, staging, count, bucket, compiled
+                self._launcher, self._streams.launch, slot, staging, count, bucket, compiled
             )
             if launched is not None:
                 while not launched.query():
                     await asyncio.sleep(self.config.poll_interval_s)
-            await self._host_copy(masks, staging.host_out_np[:count])
+            await self._copier.copy(masks, staging.host_out_np[:count])
         finally:
             if launched is not None and not launched.query():
                 launched.synchronize()  # cancelled mid-flight: the GPU still uses this slot
             self._pool.release(slot)
 
-    async def _host_copy(self, dst: np.ndarray, src: np.ndarray) -> None:
-        """``dst[...] = src`` split over the copy threads when large (numpy drops the GIL)."""
-        if dst.nbytes < _MIN_PARALLEL_COPY_BYTES or self.config.copy_threads == 1:
-            np.copyto(dst, src, casting="unsafe")
-            return
-        loop = asyncio.get_running_loop()
-        rows_dst = dst.reshape(-1, dst.shape[-1])
-        rows_src = src.reshape(-1, src.shape[-1])
-        bounds = np.linspace(0, rows_dst.shape[0], self.config.copy_threads + 1, dtype=int)
-        await asyncio.gather(
-            *(
-                loop.run_in_executor(self._copier, _copy_rows, rows_dst[a:b], rows_src[a:b])
-                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-                if b > a
-            )
-        )
-
-    def _launch(
-        self, slot: Slot, staging: Staging, count: int, bucket: int, compiled: bool
-    ) -> torch.cuda.Event | None:
-        """Enqueue copy-in, compute and copy-out of one batch, padded to ``bucket`` (compiled or
-        eager); runs on the launcher thread.
-
-        Returns the event that completes with the copy-out (None on a CPU, where the work is
-        done on return).
-        """
-        with torch.inference_mode():
-            if not self._on_gpu:
-                with self._nvtx("peaknet.compute"):
-                    staging.dev_in[count:bucket].zero_()
-                    self._run_model(
-                        staging.dev_in[:bucket], staging.dev_out[:bucket], compiled=compiled
-                    )
-                return None
-            assert slot.copied_in is not None and slot.computed is not None
-            assert slot.copied_out is not None
-            with self._nvtx("peaknet.copy_in"), torch.cuda.stream(self._copy_in_stream):
-                staging.dev_in[:count].copy_(staging.host_in[:count], non_blocking=True)
-                staging.dev_in[count:bucket].zero_()
-                slot.copied_in.record()
-            with self._nvtx("peaknet.compute"), self._on_compute_stream():
-                self._compute_stream.wait_event(slot.copied_in)
-                self._run_model(
-                    staging.dev_in[:bucket], staging.dev_out[:bucket], compiled=compiled
-                )
-                slot.computed.record()
-            with self._nvtx("peaknet.copy_out"), torch.cuda.stream(self._copy_out_stream):
-                self._copy_out_stream.wait_event(slot.computed)
-                staging.host_out[:count].copy_(staging.dev_out[:count], non_blocking=True)
-                slot.copied_out.record()
-        return slot.copied_out
-
     def _build_in_background(self, pair: Pair) -> None:
         """Build ``pair``'s package in a child process; load and warm it on the launcher when
         it is done, after which its batches run compiled (the gate asks once per pair)."""
         assert self._aot is not None
-        stream = self._compute_stream if self._on_gpu else None
+        stream = self._streams.compute_stream
 
         def adopt() -> None:
             try:
@@ -494,55 +374,9 @@ class InferenceEngine:
         """(bucket, height, width) pairs whose compiled package is being built."""
         return self._aot.pending() if self._aot is not None else []
 
-    # -- helpers ----------------------------------------------------------------------------------
-
-    def _on_compute_stream(self) -> contextlib.AbstractContextManager[Any]:
-        if not self._on_gpu:
-            return contextlib.nullcontext()
-        return torch.cuda.stream(self._compute_stream)
-
-    @contextlib.contextmanager
-    def _nvtx(self, name: str) -> Iterator[None]:
-        if not self._on_gpu:
-            yield
-            return
-        with torch.cuda.nvtx.range(name):
-            yield
-
     def close(self) -> None:
         """Stop the worker threads (after the batches in flight)."""
         if self._aot is not None:
             self._aot.close()
         self._launcher.shutdown(wait=True)
-        self._copier.shutdown(wait=True)
-
-
-def _use_fused_kernels(model: nn.Module, stages: Sequence[int]) -> None:
-    """Switch the blocks of backbone ``stages`` to the Triton dwconv + LayerNorm kernel."""
-    try:
-        from peaknet_serve.model.kernels import use_fused_kernels
-    except ImportError as exc:
-        raise ConfigError(
-            f"engine.fused_dwconv_stages needs Triton ({exc}); install it or set "
-            "fused_dwconv_stages: []"
-        ) from exc
-    use_fused_kernels(model, stages)
-
-
-def _init_cuda_graph_thread() -> None:
-    """Give the launcher thread its own CUDA-graph tree state.
-
-    torch.compile's CUDA-graph trees keep per-thread state that torch < 2.12 only sets up in the
-    thread that imported them (elsewhere: ``assert torch._C._is_key_in_tls``), so a process that
-    compiled with reduce-overhead on its main thread first could not replay graphs here.
-    """
-    from torch._inductor import cudagraph_trees
-
-    local = cudagraph_trees.local
-    if not hasattr(local, "tree_manager_containers"):
-        local.tree_manager_containers = {}
-        local.tree_manager_locks = defaultdict(threading.Lock)
-
-
-def _copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
-    np.copyto(dst, src, casting="unsafe")
+        self._copier.close()
