@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,40 +21,30 @@ from typing import Any
 import h5py
 import numpy as np
 
-from peaknet_serve import __version__
 from peaknet_serve.cxi.batches import BatchTable
 from peaknet_serve.cxi.config import NAME_PATTERN, CXIConfig
 from peaknet_serve.cxi.format import (
-    BATCHES_PATH,
-    COMMITTED_BATCHES,
-    COMMITTED_EVENTS,
     CREATING_SUFFIX,
     DATA_PATH,
     EVENT_BATCH_PATH,
     EVENTS_OFFERED,
     INPROGRESS_SUFFIX,
-    PEAK_FIELDS,
-    PHOTON_ENERGY_KEY,
     RESULT_PATH,
     SUFFIX,
-    WRITER_HOST,
-    WRITER_ID,
-    WRITER_PID,
     WRITING_BATCH,
     file_stem,
     renamed,
 )
-from peaknet_serve.cxi.geometry import read_geometry
 from peaknet_serve.cxi.layout import PanelLayout
-from peaknet_serve.cxi.metadata import SCALAR_CHUNK_ROWS, FileDatasets, MetadataFields
+from peaknet_serve.cxi.metadata import FileDatasets, MetadataFields
+from peaknet_serve.cxi.new_file import create_datasets, layout_for
+from peaknet_serve.cxi.peak_rows import write_peak_rows
 from peaknet_serve.cxi.recovery import drop_duplicates
-from peaknet_serve.cxi.storage import as_writer_error, creation_failure, filters
+from peaknet_serve.cxi.storage import as_writer_error, creation_failure
 from peaknet_serve.errors import WriterError
 from peaknet_serve.peaks.find import Peaks
 
 logger = logging.getLogger(__name__)
-
-_PEAK_CHUNK_ROWS = 16
 
 
 class CXIWriter:
@@ -271,7 +260,7 @@ class CXIWriter:
 
     def _open(self, frame_shape: tuple[int, ...]) -> None:
         config = self._config
-        self._layout = self._make_layout(frame_shape)
+        self._layout = layout_for(config, frame_shape)
         self._frame_shape = frame_shape
         directory = Path(config.output_dir)
         with as_writer_error(directory):
@@ -292,7 +281,15 @@ class CXIWriter:
             self._file = h5py.File(creating, "w", locking=False)
             self._inprogress = creating
             try:
-                self._create_datasets()
+                self._datasets = create_datasets(
+                    self._file,
+                    config=config,
+                    layout=self._layout,
+                    frame_shape=frame_shape,
+                    metadata=self._metadata,
+                    writer_id=self._writer_id,
+                    batch_id=self._batch_id,
+                )
                 self._file.flush()
             except (ValueError, RuntimeError, OSError) as exc:
                 self._discard_new_file()
@@ -301,68 +298,6 @@ class CXIWriter:
             os.rename(creating, inprogress)
             self._inprogress = inprogress
         logger.info("writing %s", inprogress)
-
-    def _make_layout(self, frame_shape: tuple[int, ...]) -> PanelLayout:
-        if self._config.geometry_file is not None:
-            return PanelLayout.for_frames(read_geometry(self._config.geometry_file), frame_shape)
-        if len(frame_shape) == 2:
-            return PanelLayout(frame_shape, np.zeros((1, 2), int), frame_shape, is_2d=True)
-        n_panels, height, width = frame_shape
-        return PanelLayout.slab(n_panels, (height, width))
-
-    def _create_datasets(self) -> None:
-        config, handle, layout = self._config, self._file, self._layout
-        assert handle is not None and layout is not None
-        compression = filters(config)
-        handle.create_dataset("/cxi_version", data=140)
-        self._datasets = {}
-        if config.write_mode != "peaks":
-            self._datasets[DATA_PATH] = handle.create_dataset(
-                DATA_PATH,
-                shape=(0, *layout.stored_shape),
-                maxshape=(None, *layout.stored_shape),
-                chunks=(1, *layout.stored_shape),
-                dtype=np.float32,
-                **compression,
-            )
-        for name in PEAK_FIELDS:
-            self._datasets[f"{RESULT_PATH}/{name}"] = handle.create_dataset(
-                f"{RESULT_PATH}/{name}",
-                shape=(0, config.max_peaks),
-                maxshape=(None, config.max_peaks),
-                chunks=(_PEAK_CHUNK_ROWS, config.max_peaks),
-                dtype=np.float32,
-                **compression,
-            )
-        for path, dtype in (
-            (f"{RESULT_PATH}/nPeaks", np.int32),
-            (f"{RESULT_PATH}/hit", np.uint8),
-            (EVENT_BATCH_PATH, h5py.string_dtype()),
-        ):
-            self._datasets[path] = handle.create_dataset(
-                path, shape=(0,), maxshape=(None,), chunks=(SCALAR_CHUNK_ROWS,), dtype=dtype
-            )
-        handle.create_dataset(
-            BATCHES_PATH, shape=(0,), maxshape=(None,), chunks=(64,), dtype=h5py.string_dtype()
-        )
-        self._metadata.dataset(self._opened(), PHOTON_ENERGY_KEY, np.zeros(1, np.float64))
-        attrs = handle.attrs
-        attrs["peaknet_serve_version"] = __version__
-        attrs[WRITER_ID] = self._writer_id
-        attrs[WRITER_HOST] = socket.gethostname()
-        attrs[WRITER_PID] = os.getpid()
-        attrs[WRITING_BATCH] = self._batch_id
-        attrs[COMMITTED_EVENTS] = 0
-        attrs[COMMITTED_BATCHES] = 0
-        attrs["peaknet_write_mode"] = config.write_mode
-        attrs["peaknet_frame_shape"] = np.asarray(self._frame_shape, dtype=np.int64)
-        attrs["peaknet_panel_shape"] = np.asarray(layout.panel_shape, dtype=np.int64)
-        attrs["peaknet_stored_shape"] = np.asarray(layout.stored_shape, dtype=np.int64)
-        attrs["peaknet_panel_offsets"] = np.asarray(layout.offsets, dtype=np.int64)
-        attrs[EVENTS_OFFERED] = 0
-        if layout.geometry_text is not None:
-            attrs["peaknet_geometry"] = layout.geometry_text
-            attrs["peaknet_geometry_path"] = str(Path(config.geometry_file or "").resolve())
 
     def _opened(self) -> FileDatasets:
         assert self._file is not None
@@ -399,7 +334,9 @@ class CXIWriter:
                     frame = images[event]
                     stored = layout.assemble(frame[None] if frame.ndim == 3 else frame[None, None])
                     data.write_direct(stored, dest_sel=np.s_[row : row + 1])
-            self._write_peaks(peaks_list, part, start, stop)
+            write_peak_rows(
+                self._datasets, layout, self._config.max_peaks, peaks_list, part, start, stop
+            )
             self._datasets[f"{RESULT_PATH}/hit"][start:stop] = hits[part].astype(np.uint8)
             self._datasets[EVENT_BATCH_PATH][start:stop] = self._batch_id
             self._record(self._batch_id)["events"] += part.size
@@ -408,31 +345,6 @@ class CXIWriter:
             self._metadata.fill_missing(self._datasets, metadata, start, stop)
         self._n = stop
         self._events += part.size
-
-    def _write_peaks(
-        self, peaks_list: Sequence[Peaks], part: np.ndarray, start: int, stop: int
-    ) -> None:
-        layout, slots = self._layout, self._config.max_peaks
-        assert layout is not None
-        rows = {name: np.zeros((part.size, slots), dtype=np.float32) for name in PEAK_FIELDS}
-        counts = np.zeros(part.size, dtype=np.int32)
-        for row, event in enumerate(part):
-            peaks = peaks_list[event]
-            if len(peaks) > slots:
-                strongest = np.argpartition(-peaks.total_intensity, slots - 1)[:slots]
-                peaks = peaks.select(np.sort(strongest))
-                logger.debug("event with %d peaks: kept the %d strongest", len(peaks), slots)
-            count = len(peaks)
-            counts[row] = count
-            x, y = layout.to_stored(peaks.panel, peaks.x, peaks.y)
-            for name, attribute in PEAK_FIELDS.items():
-                value = (
-                    x if attribute == "x" else y if attribute == "y" else getattr(peaks, attribute)
-                )
-                rows[name][row, :count] = value
-        for name, block in rows.items():
-            self._datasets[f"{RESULT_PATH}/{name}"].write_direct(block, dest_sel=np.s_[start:stop])
-        self._datasets[f"{RESULT_PATH}/nPeaks"][start:stop] = counts
 
     def _close_file(self) -> None:
         handle, inprogress = self._file, self._inprogress
