@@ -15,7 +15,8 @@ from peaknet_serve import cli
 from peaknet_serve.config import load_service_config
 from peaknet_serve.crystfel import LYSOZYME, Chunk, CrystFEL, index, simulate_patterns
 from peaknet_serve.cxi import CXIConfig, CXIWriter
-from peaknet_serve.cxi.geometry import bad_pixel_mask, read_geometry
+from peaknet_serve.cxi.geometry import read_geometry
+from peaknet_serve.cxi.geometry_bad_pixels import bad_pixel_mask
 from peaknet_serve.peaks import Peaks
 from peaknet_serve.pipeline import LocalPipeline
 from peaknet_serve.service.stage import PeakStage

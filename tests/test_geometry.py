@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from peaknet_serve.config import load_service_config
 from peaknet_serve.cxi import CXIConfig, CXIWriter
-from peaknet_serve.cxi.geometry import bad_pixel_mask, parse_geometry, read_geometry, stack_index
+from peaknet_serve.cxi.geometry import parse_geometry, read_geometry, stack_index
+from peaknet_serve.cxi.geometry_bad_pixels import bad_pixel_mask
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.peaks import Peaks
 

@@ -10,15 +10,13 @@ The writer stores frames as one 2-D array per event (the Cheetah "slab"), so it 
 geometries of 2-D data (``dim1 = ss``, ``dim2 = fs``) whose panels it can map onto the frames: for
 a panel stack (P, H, W) the panels are named ``p{N}`` or ``p{N}a{M}`` (panel N of the stack, e.g.
 ePix10k2M, Jungfrau) or ``q{Q}a{A}`` (CSPAD: panel 8Q + A // 2, two ASICs of 185 x 194 each).
-Anything else is refused with a ``ConfigError`` that names the file and the line.
+Anything else is refused with a ``ConfigError`` that names the file and the line. The bad pixels
+a geometry marks are ``geometry_bad_pixels``'.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +24,6 @@ import h5py
 import numpy as np
 
 from peaknet_serve.errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 #: Panel properties of CrystFEL 0.11 (``parse_field_for_panel``), without the ``maskN_*`` family.
 PANEL_KEYS = frozenset({
@@ -51,8 +47,9 @@ _OLD_MASK_KEYS = {"mask": "data", "mask_file": "file", "mask_good": "goodbits",
 _STACK_NAME = re.compile(r"^p(\d+)(?:a(\d+))?$")
 _CSPAD_NAME = re.compile(r"^q(\d+)a(\d+)$")
 _DIRECTION = re.compile(r"([+-]?(?:[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]+)?)?)([xyz])")
-_EXTENT_KEYS = ("min_fs", "max_fs", "min_ss", "max_ss")
-_REQUIRED = (*_EXTENT_KEYS, "corner_x", "corner_y", "fs", "ss")
+#: The keys of a panel's (or an fs/ss bad region's) extent in the 2-D data, inclusive.
+EXTENT_KEYS = ("min_fs", "max_fs", "min_ss", "max_ss")
+_REQUIRED = (*EXTENT_KEYS, "corner_x", "corner_y", "fs", "ss")
 #: Panel properties that CrystFEL reads as numbers.
 _NUMERIC = ("res", "coffset", "adu_per_eV", "adu_per_photon", "max_adu")
 
@@ -94,7 +91,7 @@ class Geometry:
     def extent(self, name: str) -> tuple[int, int, int, int]:
         """(min_fs, max_fs, min_ss, max_ss) of panel ``name``, inclusive, in the 2-D data."""
         props = self.panels[name]
-        return tuple(int(float(props[key].text)) for key in _EXTENT_KEYS)  # type: ignore[return-value]
+        return tuple(int(float(props[key].text)) for key in EXTENT_KEYS)  # type: ignore[return-value]
 
     def masks(self, panel: str) -> dict[int, dict[str, Value]]:
         """The panel's masks: ``{N: {"data"|"file"|"goodbits"|"badbits": Value}}``."""
@@ -181,7 +178,7 @@ def parse_geometry(text: str, *, source: str = "geometry") -> Geometry:
         missing = [key for key in _REQUIRED if key not in props]
         if missing:
             raise ConfigError(f"{source}: panel {name} lacks {missing}")
-        for key in (*_EXTENT_KEYS, "corner_x", "corner_y"):
+        for key in (*EXTENT_KEYS, "corner_x", "corner_y"):
             _number(geometry, props[key])
         for key in _NUMERIC:
             if key in props:
@@ -261,60 +258,6 @@ def stack_index(name: str) -> int | None:
     return None
 
 
-def geometry_bad_pixels(
-    geometry_file: str | Path | None,
-) -> Callable[[tuple[int, ...]], np.ndarray] | None:
-    """``bad_pixel_mask`` of a configured geometry file as a function of the frame shape.
-
-    What the pixel screen and the peak finder take as extra bad pixels, so the geometry's
-    ``bad_`` regions and masks leave the model's normalisation and every peak. None without a
-    file.
-
-    Raises:
-        ConfigError: the file cannot be read or a line cannot be honoured.
-    """
-    if geometry_file is None:
-        return None
-    return functools.partial(bad_pixel_mask, read_geometry(geometry_file))
-
-
-def bad_pixel_mask(geometry: Geometry, frame_shape: tuple[int, ...]) -> np.ndarray:
-    """The pixels the geometry marks bad, as a boolean array of ``frame_shape`` (True = bad).
-
-    From the ``bad*`` regions (fs/ss ones in data coordinates, x/y ones in the lab frame, a pixel
-    counting when its corner lies strictly inside, as CrystFEL's ``draw_bad_region_xy`` does),
-    panels with ``no_index = 1``, and every ``mask``/``maskN_*`` whose file can be read (CrystFEL's
-    rule: bad unless all ``goodbits`` are set, and bad when any ``badbits`` is set; a relative
-    ``mask_file`` is looked up beside the geometry file, then in the working directory). A mask
-    file that cannot be read is logged and left out. Pixels outside every panel are bad.
-
-    Args:
-        geometry: from ``read_geometry``.
-        frame_shape: (H, W) for 2-D frames, or (P, H, W) for a panel stack.
-
-    Raises:
-        ConfigError: the geometry does not fit frames of this shape.
-    """
-    from peaknet_serve.cxi.layout import PanelLayout
-
-    layout = PanelLayout.for_frames(geometry, frame_shape)
-    stored = np.ones(layout.stored_shape, dtype=bool)
-    for name in geometry.panels:
-        min_fs, max_fs, min_ss, max_ss = geometry.extent(name)
-        stored[min_ss : max_ss + 1, min_fs : max_fs + 1] = _is_true(
-            geometry.panels[name].get("no_index")
-        )
-    for props in geometry.bad_regions.values():
-        if "min_x" in props:
-            for panel in geometry.panels:
-                _mark_xy(geometry, panel, props, stored)
-        else:
-            fs0, fs1, ss0, ss1 = (int(float(props[key].text)) for key in _EXTENT_KEYS)
-            stored[ss0 : ss1 + 1, fs0 : fs1 + 1] = True
-    for name in geometry.panels:
-        for mask in geometry.masks(name).values():
-            _apply_mask(geometry, name, mask, stored)
-    return layout.disassemble(stored)
 
 
 def _check_panel_key(geometry: Geometry, key: str, value: Value) -> None:
@@ -343,11 +286,11 @@ def _check_bad_region(geometry: Geometry, name: str, props: dict[str, Value]) ->
         for key in xy:
             _number(geometry, props[key])
         return
-    if keys != set(_EXTENT_KEYS):
+    if keys != set(EXTENT_KEYS):
         first = min(props.values(), key=lambda v: v.line)
         raise ConfigError(f"{geometry.where(first)}: bad region {name} needs min_fs, max_fs, "
                           "min_ss, max_ss (with panel) or min_x, max_x, min_y, max_y")
-    for key in _EXTENT_KEYS:
+    for key in EXTENT_KEYS:
         _number(geometry, props[key])
     panel = props.get("panel")
     if panel is None:
@@ -355,7 +298,7 @@ def _check_bad_region(geometry: Geometry, name: str, props: dict[str, Value]) ->
                           f"{name}/panel for a bad region in fs/ss")
     if panel.text not in geometry.panels:
         raise ConfigError(f"{geometry.where(panel)}: no panel {panel.text!r}")
-    fs0, fs1, ss0, ss1 = (int(float(props[key].text)) for key in _EXTENT_KEYS)
+    fs0, fs1, ss0, ss1 = (int(float(props[key].text)) for key in EXTENT_KEYS)
     pfs0, pfs1, pss0, pss1 = geometry.extent(panel.text)
     if not (pfs0 <= fs0 <= fs1 <= pfs1 and pss0 <= ss0 <= ss1 <= pss1):
         raise ConfigError(f"{geometry.where(props['min_fs'])}: bad region {name} is not inside "
@@ -369,26 +312,6 @@ def _number(geometry: Geometry, value: Value) -> float:
         raise ConfigError(f"{geometry.where(value)}: not a number") from exc
 
 
-def _is_true(value: Value | None) -> bool:
-    return value is not None and value.text.strip().lower() in ("1", "true", "yes")
-
-
-def _mark_xy(geometry: Geometry, panel: str, region: dict[str, Value], stored: np.ndarray
-             ) -> None:
-    props = geometry.panels[panel]
-    min_fs, max_fs, min_ss, max_ss = geometry.extent(panel)
-    fs_vec = direction(props["fs"].text)
-    ss_vec = direction(props["ss"].text)
-    ss, fs = np.mgrid[0 : max_ss - min_ss + 1, 0 : max_fs - min_fs + 1]
-    x = fs * fs_vec[0] + ss * ss_vec[0] + float(props["corner_x"].text)
-    y = fs * fs_vec[1] + ss * ss_vec[1] + float(props["corner_y"].text)
-    inside = (
-        (x > float(region["min_x"].text)) & (x < float(region["max_x"].text))
-        & (y > float(region["min_y"].text)) & (y < float(region["max_y"].text))
-    )
-    stored[min_ss : max_ss + 1, min_fs : max_fs + 1] |= inside
-
-
 def mask_file_path(geometry: Geometry, file_text: str) -> Path:
     """Where a ``mask_file`` is: beside the geometry file first, else as given."""
     given = Path(file_text)
@@ -396,29 +319,3 @@ def mask_file_path(geometry: Geometry, file_text: str) -> Path:
         return given
     beside = Path(geometry.source).parent / given
     return beside if beside.exists() else given
-
-
-def _apply_mask(geometry: Geometry, panel: str, mask: dict[str, Value], stored: np.ndarray
-                ) -> None:
-    data, file = mask.get("data"), mask.get("file")
-    if data is None or file is None:
-        return
-    path = mask_file_path(geometry, file.text)
-    min_fs, max_fs, min_ss, max_ss = geometry.extent(panel)
-    try:
-        with h5py.File(path, "r") as handle:
-            values = np.asarray(handle[data.text][min_ss : max_ss + 1, min_fs : max_fs + 1])
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        logger.warning("%s: mask %s:%s not used: %s", geometry.where(file), path, data.text, exc)
-        return
-    good = int(float.fromhex(_hex(mask["goodbits"].text))) if "goodbits" in mask else 0
-    bad = int(float.fromhex(_hex(mask["badbits"].text))) if "badbits" in mask else 0
-    values = values.astype(np.int64)
-    stored[min_ss : max_ss + 1, min_fs : max_fs + 1] |= ((values & good) != good) | (
-        (values & bad) != 0
-    )
-
-
-def _hex(text: str) -> str:
-    text = text.strip()
-    return text if text.lower().startswith("0x") else hex(int(float(text)))
