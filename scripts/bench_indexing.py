@@ -23,7 +23,7 @@ import numpy as np
 
 from peaknet_serve.config import load_service_config
 from peaknet_serve.crystfel import LYSOZYME, find_crystfel, index, simulate_patterns
-from peaknet_serve.cxi.geom_cli import geometry_text
+from peaknet_serve.cxi.geom_text import geometry_text
 from peaknet_serve.pipeline import LocalPipeline
 from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.wire import FrameBatch

@@ -16,7 +16,7 @@ import pytest
 from peaknet_serve import cli
 from peaknet_serve.crystfel import DEBIAN_PLUGIN_PATH
 from peaknet_serve.cxi import CXIConfig, CXIWriter
-from peaknet_serve.cxi.geom_cli import geometry_text
+from peaknet_serve.cxi.geom_text import geometry_text
 from peaknet_serve.peaks import Peaks
 
 GEOMETRY_DIR = Path(__file__).parent / "data" / "geometry"
@@ -249,7 +249,7 @@ def test_metadata_names_with_slashes_or_dots_stay_flat_under_lcls(tmp_path, capl
 
 
 def test_geom_refuses_an_encoder_clen_whose_camera_length_is_not_above_zero(tmp_path) -> None:
-    from peaknet_serve.cxi.geom_cli import CameraLengthError, build
+    from peaknet_serve.cxi.geom_text import CameraLengthError, build
 
     config = CXIConfig(output_dir=str(tmp_path), clen_field="EncoderValue", clen_unit="mm",
                        geometry_file=str(GEOMETRY_DIR / "cspad-cxi.geom"))
