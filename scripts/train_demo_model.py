@@ -32,7 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from peaknet_serve.evaluate import score
+from peaknet_serve.accuracy import score
 from peaknet_serve.model import (
     InputConfig,
     build_peaknet,

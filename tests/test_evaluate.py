@@ -13,16 +13,12 @@ import pynng
 import pytest
 
 from peaknet_serve import cli, evaluate
+from peaknet_serve.accuracy import format_table, match_peaks, score
+from peaknet_serve.classical_finder import baseline_peaks, threshold_mask
 from peaknet_serve.config import load_service_config
 from peaknet_serve.cxi import CXIWriter
 from peaknet_serve.cxi.config import CXIConfig
-from peaknet_serve.evaluate import (
-    baseline_peaks,
-    match_peaks,
-    read_cxi_peaks,
-    score,
-    threshold_mask,
-)
+from peaknet_serve.evaluate import read_cxi_peaks
 from peaknet_serve.peaks import Peaks
 from peaknet_serve.pipeline import LocalPipeline
 from peaknet_serve.service.stage import PeakStage
@@ -121,7 +117,7 @@ def test_score_recall_precision_errors_and_hits() -> None:
 
 def test_format_table_has_a_row_per_finder() -> None:
     s = score([make_truth(0, [(10.0, 10.0)])], [make_peaks([(10.0, 10.0)])])
-    table = evaluate.format_table({"peaknet": s, "threshold 5sd": s}, radius=1.5)
+    table = format_table({"peaknet": s, "threshold 5sd": s}, radius=1.5)
     rows = table.splitlines()
     assert rows[0].startswith("matches within 1.5 px")
     assert rows[-2].split()[:7] == ["peaknet", "1", "1", "1", "1", "1.0000", "1.0000"]

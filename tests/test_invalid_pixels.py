@@ -10,9 +10,9 @@ import pytest
 import torch
 from prometheus_client import CollectorRegistry
 
+from peaknet_serve.accuracy import match_frame
 from peaknet_serve.config import load_service_config
 from peaknet_serve.errors import ConfigError, InvalidFrameError
-from peaknet_serve.evaluate import match_frame
 from peaknet_serve.model import InputConfig, prepare_batch
 from peaknet_serve.peaks import PeakFinder, PeaksConfig, PixelScreen, find_peaks, invalid_values
 from peaknet_serve.pipeline import LocalPipeline

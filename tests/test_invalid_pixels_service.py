@@ -11,7 +11,7 @@ import numpy as np
 import pynng
 import pytest
 
-from peaknet_serve.evaluate import match_frame
+from peaknet_serve.accuracy import match_frame
 from peaknet_serve.peaks import Peaks
 from peaknet_serve.wire import encode_batch
 from tests.conftest import free_port

@@ -1,11 +1,7 @@
 """``peaknet-serve evaluate``: found peaks against the injected truth of synthetic frames.
 
-A found peak matches a true spot on the same panel when their centres are at most ``radius``
-pixels apart; each spot and each peak match at most once (an optimal one-to-one assignment,
-``scipy.optimize.linear_sum_assignment``, so a close pair is never lost to a greedy choice).
-Recall is matched / true spots, precision matched / found peaks, and the position error is the
-distance of the matched pairs. A frame is a true hit when it holds spots; a predicted hit when the
-hit rule (``hits``) accepts its peak count.
+Found peaks match true spots one to one within ``--radius`` pixels on the same panel; recall,
+precision, position error and hit accuracy follow (``accuracy`` says how).
 
 Two ways to get the peaks:
 
@@ -16,9 +12,8 @@ Two ways to get the peaks:
   the writer stores. Frames the service judged non-hits are not in the files: they count as
   frames with no peaks.
 
-Beside the model it scores a classical finder on the same frames: a local-threshold finder
-(background and noise from block medians, pixels ``--baseline-snr`` noise levels above the
-background, 8-connected components measured by the same ``find_peaks``).
+Beside the model it scores a classical local-threshold finder (``classical_finder``) on the same
+frames, its threshold ``--baseline-snr`` noise levels above the local background.
 """
 
 from __future__ import annotations
@@ -27,185 +22,22 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
+from peaknet_serve.accuracy import DEFAULT_RADIUS, format_table, score
+from peaknet_serve.classical_finder import baseline_peaks
 from peaknet_serve.config import ServiceConfig, load_service_config
 from peaknet_serve.errors import PeakNetServeError
-from peaknet_serve.peaks import HitConfig, Peaks, PeaksConfig, find_peaks, is_hit
+from peaknet_serve.peaks import Peaks
 from peaknet_serve.synthetic import FrameTruth, SyntheticFrames, first_event
 
 logger = logging.getLogger(__name__)
 
 HELP = "score the demo model (and a classical finder) against synthetic frames with known peaks"
-
-DEFAULT_RADIUS = 1.5
-_MAD_TO_SIGMA = 1.4826
-
-
-@dataclass(frozen=True)
-class FrameMatch:
-    """Matching of one frame: counts and the distances of the matched pairs."""
-
-    n_true: int
-    n_found: int
-    distances: np.ndarray
-
-    @property
-    def n_matched(self) -> int:
-        return int(self.distances.size)
-
-
-def match_peaks(
-    truth_yx: np.ndarray,
-    found_yx: np.ndarray,
-    *,
-    radius: float = DEFAULT_RADIUS,
-    truth_panel: np.ndarray | None = None,
-    found_panel: np.ndarray | None = None,
-) -> FrameMatch:
-    """One-to-one matching of found peaks to true spots within ``radius`` pixels.
-
-    Args:
-        truth_yx: (n, 2) true centres (row, column).
-        found_yx: (m, 2) found centres, same convention.
-        radius: largest centre distance of a match, pixels.
-        truth_panel, found_panel: panel of each centre; peaks match only on the same panel.
-
-    Returns:
-        The counts and the distances of the matched pairs (at most ``min(n, m)``).
-    """
-    truth_yx = np.asarray(truth_yx, dtype=np.float64).reshape(-1, 2)
-    found_yx = np.asarray(found_yx, dtype=np.float64).reshape(-1, 2)
-    n, m = len(truth_yx), len(found_yx)
-    if n == 0 or m == 0:
-        return FrameMatch(n, m, np.zeros(0))
-    distance = np.hypot(*(truth_yx[:, None, :] - found_yx[None, :, :]).transpose(2, 0, 1))
-    if truth_panel is not None and found_panel is not None:
-        other_panel = np.asarray(truth_panel)[:, None] != np.asarray(found_panel)[None, :]
-        distance[other_panel] = np.inf
-    allowed = distance <= radius
-    # Pairs beyond the radius cost more than any set of allowed pairs, so the assignment
-    # maximises the number of matches first and minimises their total distance second.
-    cost = np.where(allowed, distance, radius * (min(n, m) + 1))
-    rows, cols = linear_sum_assignment(cost)
-    ok = allowed[rows, cols]
-    return FrameMatch(n, m, distance[rows[ok], cols[ok]])
-
-
-def match_frame(truth: FrameTruth, peaks: Peaks, *, radius: float = DEFAULT_RADIUS) -> FrameMatch:
-    """``match_peaks`` for one synthetic frame and the peaks found in it."""
-    return match_peaks(
-        np.stack([truth.y, truth.x], axis=1),
-        np.stack([peaks.y, peaks.x], axis=1),
-        radius=radius,
-        truth_panel=truth.panel,
-        found_panel=peaks.panel,
-    )
-
-
-@dataclass(frozen=True)
-class Score:
-    """Accuracy over a set of frames."""
-
-    frames: int
-    n_true: int
-    n_found: int
-    n_matched: int
-    mean_error: float
-    p95_error: float
-    hit_accuracy: float
-
-    @property
-    def recall(self) -> float:
-        return self.n_matched / self.n_true if self.n_true else 1.0
-
-    @property
-    def precision(self) -> float:
-        return self.n_matched / self.n_found if self.n_found else 1.0
-
-
-def score(
-    truths: Sequence[FrameTruth],
-    found: Sequence[Peaks],
-    *,
-    radius: float = DEFAULT_RADIUS,
-    hits: HitConfig | None = None,
-) -> Score:
-    """Recall, precision, position error and hit accuracy of ``found`` against ``truths``.
-
-    Config keys used: hits.min_peaks, hits.max_peaks.
-    """
-    if len(truths) != len(found):
-        raise ValueError(f"{len(truths)} truths but {len(found)} peak lists")
-    matches = [match_frame(t, p, radius=radius) for t, p in zip(truths, found, strict=True)]
-    distances = np.concatenate([m.distances for m in matches] or [np.zeros(0)])
-    hit_right = [t.is_hit == is_hit(p.n_found, hits) for t, p in zip(truths, found, strict=True)]
-    return Score(
-        frames=len(truths),
-        n_true=sum(m.n_true for m in matches),
-        n_found=sum(m.n_found for m in matches),
-        n_matched=int(distances.size),
-        mean_error=float(distances.mean()) if distances.size else float("nan"),
-        p95_error=float(np.percentile(distances, 95)) if distances.size else float("nan"),
-        hit_accuracy=float(np.mean(hit_right)) if hit_right else float("nan"),
-    )
-
-
-def format_table(scores: dict[str, Score], *, radius: float) -> str:
-    """A plain-text table, one row per finder."""
-    header = (
-        f"{'finder':<16} {'frames':>6} {'true':>7} {'found':>7} {'matched':>7} {'recall':>7} "
-        f"{'precision':>9} {'mean err':>8} {'p95 err':>7} {'hit acc':>7}"
-    )
-    lines = [f"matches within {radius:g} px; errors in px", header, "-" * len(header)]
-    for name, s in scores.items():
-        lines.append(
-            f"{name:<16} {s.frames:>6} {s.n_true:>7} {s.n_found:>7} {s.n_matched:>7} "
-            f"{s.recall:>7.4f} "
-            f"{s.precision:>9.4f} {s.mean_error:>8.3f} {s.p95_error:>7.3f} {s.hit_accuracy:>7.4f}"
-        )
-    return "\n".join(lines)
-
-
-def threshold_mask(image: np.ndarray, *, snr: float = 5.0, block: int = 16) -> np.ndarray:
-    """Pixels ``snr`` local noise levels above the local background (a classical finder).
-
-    Background and noise are the median and 1.4826 x MAD of ``block`` x ``block`` tiles,
-    interpolated bilinearly to every pixel; tiles are robust to the few peak pixels they hold.
-
-    Args:
-        image: (H, W) frame.
-        snr: threshold in noise levels.
-        block: tile size, pixels.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    height, width = image.shape
-    th, tw = -(-height // block), -(-width // block)
-    padded = np.pad(image, ((0, th * block - height), (0, tw * block - width)), mode="edge")
-    tiles = padded.reshape(th, block, tw, block).transpose(0, 2, 1, 3).reshape(th, tw, -1)
-    level = np.median(tiles, axis=2)
-    noise = _MAD_TO_SIGMA * np.median(np.abs(tiles - level[..., None]), axis=2)
-    noise = np.maximum(noise, 1e-6)
-    rows = (np.arange(height) + 0.5) / block - 0.5
-    cols = (np.arange(width) + 0.5) / block - 0.5
-    grid = np.meshgrid(rows, cols, indexing="ij")
-    level_px = ndimage.map_coordinates(level, grid, order=1, mode="nearest")
-    noise_px = ndimage.map_coordinates(noise, grid, order=1, mode="nearest")
-    return image > level_px + snr * noise_px
-
-
-def baseline_peaks(
-    images: Iterable[np.ndarray], *, snr: float = 5.0, peaks: PeaksConfig | None = None
-) -> list[Peaks]:
-    """The classical finder's peaks of each (H, W) frame, measured like the model's."""
-    return [find_peaks(threshold_mask(image, snr=snr), image, peaks) for image in images]
 
 
 # -- the two ways to get the model's peaks -------------------------------------------------------
