@@ -1,7 +1,8 @@
 """Read an HDF5 message: every dataset by field name, the image zero-copy when stored raw.
 
-Declared sizes, chunk counts and chunk streams are checked (``guard``, ``chunk_streams``) before
-any data is read; variable-length strings are charged to the budget as they are read.
+Declared sizes and chunk counts are checked (``guard``) before any data is read, a dataset's
+chunk streams (``chunk_streams``) before it is read; variable-length strings are charged to the
+budget as they are read.
 """
 
 from __future__ import annotations
