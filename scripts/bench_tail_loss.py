@@ -57,7 +57,8 @@ def positive_int(text: str) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, checked before anything starts: ``--min-batches`` not above
     ``--max-batches``, and ``--set`` against the service's source section (``SourceConfig``),
-    parsed into ``args.source``. A problem is an argparse error (exit 2) naming it."""
+    parsed into ``args.source`` (with ``--bare``, only ``recv_buffer_messages``). A problem is an
+    argparse error (exit 2) naming it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", choices=sorted(TRANSPORTS), default="main")
     parser.add_argument("--runs", type=positive_int, default=10)
@@ -95,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.source = source_settings(args.set, TRANSPORTS[args.version], args.port)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.bare and (unused := sorted(set(args.source) - {"recv_buffer_messages"})):
+        parser.error(f"--bare has no service: only --set recv_buffer_messages applies ({unused})")
     return args
 
 

@@ -96,6 +96,7 @@ def test_ratios_take_the_fastest_compiled_rows_of_the_same_shape() -> None:
         (["--set", "recv_buffer_messages=many"], "source.recv_buffer_messages: Input should be"),
         (["--set", "buffer_messages"], "expected KEY=VALUE"),
         (["--version", "0.3", "--producer-linger-ms", "100"], "main (zmq) only"),
+        (["--bare", "--set", "buffer_messages=8"], "only --set recv_buffer_messages applies"),
     ],
 )
 def test_tail_loss_bad_arguments_are_argparse_errors_before_anything_starts(
