@@ -48,10 +48,11 @@ TIMESTAMP_ATTRS = {
         "convention": "(sec << 32) | ns",
         "description": (
             "uint64 event time, psana's packing: seconds in the upper 32 bits, nanoseconds in "
-            "the lower 32. Converted losslessly from what LCLStreamer sent: int64 nanoseconds, "
-            "float64 seconds (psana2) or a psana1 '<sec>.<ns>' string (ns an integer count); "
-            "0 where unreadable. Seconds count from the pusher's epoch (psana2: 1990-01-01 UTC); "
-            "the value as sent is in timestamp_original when it was not already packed."
+            "the lower 32. Converted from what LCLStreamer sent (decode.timestamp_format): "
+            "int64 nanoseconds and psana1 '<sec>.<ns>' strings (ns an integer count) exactly, "
+            "float64 seconds or psana2's packed value cast to float64 to what float64 holds; 0 "
+            "where unreadable. Seconds count from the pusher's epoch (psana2: 1990-01-01 UTC). "
+            "The value as sent is in timestamp_original when it was not already packed."
         ),
     },
     TIMESTAMP_ORIGINAL_KEY: {
