@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,37 +95,13 @@ def write_config(
     return path
 
 
-PRIORITY = 10
-"""How much nicer than the host's other processes the producer, and a receiver in the test's own
-process, run (``os.nice(-PRIORITY)``, where allowed: root)."""
-
-
 def _higher_priority() -> None:
     """LCLStreamer discards what its I/O thread has not sent when it exits (zmq ``LINGER 0``, nng
     close); on a loaded 2-core host that thread can be starved by the service's CPU model, and
     its last batch lost on the producer's side (docs/benchmarks.md). The tests measure the
     receiver, so the producer runs at a higher priority where allowed (root)."""
     with contextlib.suppress(PermissionError):
-        os.nice(-PRIORITY)
-
-
-@contextlib.contextmanager
-def receiver_priority() -> Iterator[None]:
-    """This thread, and the threads it starts meanwhile (the socket reader, zmq's I/O thread, the
-    decode pool), at the producer's priority where allowed (root); on Linux ``nice`` is per thread.
-
-    A receiver left at the host's priority falls behind a producer at a higher one on a loaded
-    host: LCLStreamer main then still holds up to ``SNDHWM`` (5) batches when it exits and drops
-    them all (``LINGER 0``), every batch of a short run, and 0.3's nng close drops its queue."""
-    try:
-        os.nice(-PRIORITY)
-    except PermissionError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        os.nice(PRIORITY)
+        os.nice(-10)
 
 
 def start(version: str, config: Path, cwd: Path) -> subprocess.Popen[bytes]:
