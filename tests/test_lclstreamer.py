@@ -1,6 +1,8 @@
 """The real LCLStreamer (main over zmq, 0.3 over nng) into the ingress loop without Ray: every
-message decodes to what LCLStreamer wrote, nothing is lost when it exits right after its last
-send into a busy ingress, and a transport or role mismatch is reported with its fix."""
+message decodes to what LCLStreamer wrote, nothing it handed over is lost when it exits right
+after its last send into a busy ingress (it closes with the producer-side flush: what it drops
+as shipped is bench_tail_loss.py's to measure), and a transport or role mismatch is reported
+with its fix."""
 
 from __future__ import annotations
 
