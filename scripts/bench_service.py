@@ -81,7 +81,7 @@ def _service_run(
     with open(log_path, "w") as log:
         service = subprocess.Popen([*cli, "run", config_path], stdout=log, stderr=log)
     try:
-        _wait_ready(service, timeout=900)
+        benchlib.wait_ready(service, URL, timeout=900)
         per_rank = args.service_frames // args.pushers
         total = per_rank * args.pushers
         pushers = [
@@ -177,22 +177,6 @@ def _service_config(
 
 def _pusher_address(rank: int) -> str:
     return f"tcp://127.0.0.1:{12321 + rank}"
-
-
-def _wait_ready(service: subprocess.Popen[bytes], timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            raise RuntimeError(f"the service exited with {service.returncode}; see its log")
-        try:
-            if httpx.get(f"{URL}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise RuntimeError(f"the service was not ready after {timeout:.0f} s")
 
 
 def _steady_rate(samples: list[tuple[float, int]], total: int) -> float:

@@ -38,19 +38,36 @@ from pathlib import Path
 import httpx
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = {"main": "zmq", "0.3": "nng"}
 URL = "http://127.0.0.1:8000"
 
 
-def main() -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: an integer above 0."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not above 0")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked before anything starts: ``--min-batches`` not above
+    ``--max-batches``, and ``--set`` against the service's source section (``SourceConfig``),
+    parsed into ``args.source`` (with ``--bare``, only ``recv_buffer_messages``). A problem is an
+    argparse error (exit 2) naming it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", choices=sorted(TRANSPORTS), default="main")
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--min-batches", type=int, default=10)
-    parser.add_argument("--max-batches", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--shape", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    parser.add_argument("--runs", type=positive_int, default=10)
+    parser.add_argument("--min-batches", type=positive_int, default=10)
+    parser.add_argument("--max-batches", type=positive_int, default=40)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument(
+        "--shape", type=positive_int, nargs=2, default=(256, 256), metavar=("H", "W")
+    )
     parser.add_argument("--port", type=int, default=12321)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bare", action="store_true", help="a bare socket, no service")
@@ -70,7 +87,53 @@ def main() -> int:
     parser.add_argument(
         "--lclstreamer-prefix", default=os.environ.get("LCLSTREAMER_PREFIX", "/opt/lclstreamer")
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.min_batches > args.max_batches:
+        parser.error(f"--min-batches {args.min_batches} is above --max-batches {args.max_batches}")
+    if args.producer_linger_ms is not None and args.version != "main":
+        parser.error("--producer-linger-ms applies to LCLStreamer main (zmq) only")
+    try:
+        args.source = source_settings(args.set, TRANSPORTS[args.version], args.port)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.bare and (unused := sorted(set(args.source) - {"recv_buffer_messages"})):
+        parser.error(f"--bare has no service: only --set recv_buffer_messages applies ({unused})")
+    return args
+
+
+def source_settings(pairs: list[str], transport: str, port: int) -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs (VALUE in YAML) as a mapping, once the service's source section
+    with them (and this run's transport and address) passes ``SourceConfig``.
+
+    Raises:
+        ValueError: a pair without '=', a value that is not YAML, an unknown key or a bad value.
+    """
+    from pydantic import ValidationError
+
+    from peaknet_serve.config import format_validation_error
+    from peaknet_serve.wire.config import SourceConfig
+
+    source: dict[str, object] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. recv_buffer_messages=2")
+        try:
+            source[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {pair!r}: the value is not YAML ({exc})") from None
+    default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    service = default["applications"][0]["args"]
+    address = {"transport": transport, "addresses": [f"tcp://127.0.0.1:{port}"]}
+    try:
+        SourceConfig.model_validate(service.get("source", {}) | address | source)
+    except ValidationError as exc:
+        raise ValueError("--set: " + format_validation_error(exc, prefix="source.")) from None
+    return source
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     lclstreamer = Path(args.lclstreamer_prefix) / args.version / "bin" / "lclstreamer"
     if not lclstreamer.exists():
         sys.stderr.write(f"{lclstreamer} is missing: run ../shared/lclstreamer/setup.sh\n")
@@ -80,7 +143,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="peaknet-tail-loss-"))
     args.producer_env = _producer_env(args, workdir)
     service_config = workdir / "service.yaml"
-    source = {key: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in args.set)}
+    source = args.source
     if args.bare:
         return _bare(args, lclstreamer, transport, int(source.get("recv_buffer_messages", 1000)))
     service_config.write_text(
@@ -95,7 +158,7 @@ def main() -> int:
     )
     clean_runs = 0
     try:
-        _wait_ready(service)
+        benchlib.wait_ready(service, URL, timeout=600)
         total = 0
         for run in range(args.runs):
             batches = rng.randint(args.min_batches, args.max_batches)
@@ -208,8 +271,6 @@ def _producer_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     if args.producer_linger_ms is None:
         return env
-    if args.version != "main":
-        raise SystemExit("--producer-linger-ms applies to LCLStreamer main (zmq) only")
     site = workdir / "producer-site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
@@ -275,20 +336,6 @@ def _producer_config(args: argparse.Namespace, transport: str, events: int) -> d
             }
         ],
     }
-
-
-def _wait_ready(service: subprocess.Popen[bytes], timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            raise RuntimeError(f"the service exited with {service.returncode}; see its log")
-        try:
-            if httpx.get(f"{URL}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise RuntimeError(f"the service was not ready after {timeout:.0f} s")
 
 
 def _settle(expected: int, quiet_s: float = 5.0, timeout: float = 900) -> dict[str, object]:

@@ -1,6 +1,7 @@
 """What the GPU benchmarks share: synthetic frames, the model, timing loops, rows and the table.
 
-Used by bench_model.py, bench_warmup.py, bench_service.py and bench_kernels.py. Importing it needs
+Used by bench_model.py, bench_warmup.py, bench_service.py and bench_kernels.py (and
+bench_tail_loss.py, for ``wait_ready``). Importing it needs
 torch and numpy only, so every script answers ``--help`` on a machine without a GPU.
 """
 
@@ -12,6 +13,7 @@ import json
 import logging
 import math
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -186,6 +188,24 @@ def profile_kernels(
         fh.write(text + "\n")
     print(text, flush=True)
     return per_call_ms
+
+
+def wait_ready(service: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+    """Poll ``url``/readyz once a second until it answers 200 (the service is up and its socket
+    open); raises RuntimeError when ``service`` exits first or ``timeout`` seconds pass."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise RuntimeError(f"the service exited with {service.returncode}; see its log")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(f"the service was not ready after {timeout:.0f} s")
 
 
 def print_row(row: Row) -> None:

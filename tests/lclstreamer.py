@@ -104,22 +104,74 @@ def _higher_priority() -> None:
         os.nice(-10)
 
 
-def start(version: str, config: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """``lclstreamer --config CONFIG`` as one rank, output in ``cwd/lclstreamer.log``."""
+FLUSH_AT_EXIT = """\
+# The producer-side fix of docs/operations.md, put in by the tests (LCLStreamer is unchanged):
+# its socket waits up to {seconds} s at close for the batches it still queues. zmq: a LINGER
+# (LCLStreamer main closes with linger=0); nng has none: a pause before the first close.
+import time
+
+import zmq
+
+_zmq_close = zmq.Socket.close
+
+
+def _zmq_close_lingering(self, linger=None):
+    _zmq_close(self, linger={milliseconds})
+
+
+zmq.Socket.close = _zmq_close_lingering
+try:
+    import pynng
+except ImportError:
+    pynng = None
+if pynng is not None:
+    _nng_close = pynng.Socket.close
+
+    def _nng_close_after_a_pause(self):
+        if not getattr(self, "_flushed_at_exit", False):
+            self._flushed_at_exit = True
+            time.sleep({seconds})
+        _nng_close(self)
+
+    pynng.Socket.close = _nng_close_after_a_pause
+"""
+
+
+def start(
+    version: str, config: Path, cwd: Path, flush_at_exit_s: float = 0.0
+) -> subprocess.Popen[bytes]:
+    """``lclstreamer --config CONFIG`` as one rank, output in ``cwd/lclstreamer.log``.
+
+    As shipped, LCLStreamer drops the batches still in its socket's queue when it exits (main:
+    up to ``SNDHWM`` 5, ``LINGER 0``; 0.3: nng's close), and whether any are still there depends
+    on the receiving process keeping pace with its last burst, i.e. on the host's load: a loaded
+    2-core host lost 3-4 of 40 batches with the socket read all along. With ``flush_at_exit_s``
+    its socket waits that long at close for them (``FLUSH_AT_EXIT``, the producer-side fix), so
+    every batch it sent either arrives or was lost by the receiver."""
     log = (cwd / "lclstreamer.log").open("ab")
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if flush_at_exit_s:
+        site = cwd / "producer-site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(
+            FLUSH_AT_EXIT.format(seconds=flush_at_exit_s, milliseconds=round(flush_at_exit_s * 1e3))
+        )
+        env["PYTHONPATH"] = str(site)
     return subprocess.Popen(
         [str(executable(version)), "--config", str(config)],
         cwd=cwd,
         preexec_fn=_higher_priority,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"},
+        env=env,
     )
 
 
-def run(version: str, config: Path, cwd: Path, timeout: float = 120) -> None:
-    """Run LCLStreamer to its end; fails the test when it does not exit 0."""
-    proc = start(version, config, cwd)
+def run(
+    version: str, config: Path, cwd: Path, timeout: float = 120, flush_at_exit_s: float = 0.0
+) -> None:
+    """Run LCLStreamer to its end (``start``); fails the test when it does not exit 0."""
+    proc = start(version, config, cwd, flush_at_exit_s)
     try:
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:

@@ -1,10 +1,12 @@
 """The GPU benchmark scripts on the CPU: they import and answer --help, the service run's config
-is deployments/gpu-node.yaml adapted and still valid, and the rate and ratio arithmetic."""
+is deployments/gpu-node.yaml adapted and still valid, and the rate and ratio arithmetic; the
+tail-loss benchmark refuses bad arguments before it starts anything."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -79,3 +81,48 @@ def test_ratios_take_the_fastest_compiled_rows_of_the_same_shape() -> None:
     assert len(lines) == 2
     assert "fastest engine: 120.0% (72.0 / 60.0)" in lines[0]
     assert "fastest model: 90.0% (72.0 / 80.0)" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--min-batches", "41"], "--min-batches 41 is above --max-batches 40"),
+        (["--min-batches", "5", "--max-batches", "3"], "--min-batches 5 is above --max-batches 3"),
+        (["--max-batches", "0"], "argument --max-batches: 0 is not above 0"),
+        (["--min-batches", "-2"], "argument --min-batches: -2 is not above 0"),
+        (["--runs", "0"], "argument --runs: 0 is not above 0"),
+        (["--set", "recv_bufer_messages=2"], "source.recv_bufer_messages: Extra inputs"),
+        (["--set", "buffer_messages=0"], "source.buffer_messages: Input should be greater"),
+        (["--set", "recv_buffer_messages=many"], "source.recv_buffer_messages: Input should be"),
+        (["--set", "buffer_messages"], "expected KEY=VALUE"),
+        (["--version", "0.3", "--producer-linger-ms", "100"], "main (zmq) only"),
+        (["--bare", "--set", "buffer_messages=8"], "only --set recv_buffer_messages applies"),
+    ],
+)
+def test_tail_loss_bad_arguments_are_argparse_errors_before_anything_starts(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No LCLStreamer under this prefix: a run that got past the arguments would return 2 from
+    # main with "is missing" instead of exiting in the parser.
+    prefix = ["--lclstreamer-prefix", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        _script("bench_tail_loss").main([*prefix, *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err, err
+    assert "is missing" not in err
+
+
+def test_tail_loss_set_values_are_parsed_as_yaml_and_kept() -> None:
+    sets = ["--set", "recv_buffer_messages=2", "--set", "buffer_bytes=1000000"]
+    batches = ["--min-batches", "5", "--max-batches", "5"]
+    args = _script("bench_tail_loss").parse_args([*sets, *batches])
+    assert args.source == {"recv_buffer_messages": 2, "buffer_bytes": 1_000_000}
+    assert (args.min_batches, args.max_batches) == (5, 5)
+
+
+def test_wait_ready_says_when_the_service_exited_first() -> None:
+    service = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    service.wait()
+    with pytest.raises(RuntimeError, match="the service exited with 3"):
+        _script("benchlib").wait_ready(service, "http://127.0.0.1:9", timeout=30)

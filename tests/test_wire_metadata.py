@@ -134,3 +134,41 @@ def test_cxi_says_why_an_energy_is_nan_and_keeps_both_timestamps(tmp_path) -> No
         np.testing.assert_array_equal(f["/LCLS/timestamp"][()], PACKED)
         assert f["/LCLS/timestamp"].dtype == np.uint64
         assert [s.decode() for s in f["/LCLS/timestamp_original"][()]] == list(sent)
+
+
+SECONDS = np.array([1_700_000_000.25, 1_700_000_001.5, 1_700_000_001.75, 1_800_000_000.0])
+LCLSTREAMER_FORMS = {
+    "int64 ns": (FORMS["int64 ns"], SEC, NS),
+    "float64 seconds": (
+        SECONDS,
+        np.floor(SECONDS).astype(np.uint64),
+        np.array([250_000_000, 500_000_000, 750_000_000, 0], dtype=np.uint64),
+    ),
+    "psana1 string": (FORMS["psana1 string"], SEC, NS),
+}
+
+
+@pytest.mark.parametrize("form", sorted(LCLSTREAMER_FORMS))
+def test_cxi_timestamp_names_its_convention_and_reads_back_by_it(form: str, tmp_path) -> None:
+    sent, sec, ns = LCLSTREAMER_FORMS[form]
+    batch = decode_message(message(sent))
+    with CXIWriter(CXIConfig(output_dir=str(tmp_path), write_mode="all"), writer_id="w") as writer:
+        writer.write_batch(
+            np.asarray(batch.images), [Peaks.empty()] * B, batch.metadata, [False] * B
+        )
+    (path,) = tmp_path.glob("*.cxi")
+    with h5py.File(path) as f:
+        stamp, original = f["/LCLS/timestamp"], f["/LCLS/timestamp_original"]
+        assert stamp.attrs["convention"] == "(sec << 32) | ns"
+        described = stamp.attrs["description"]
+        for name in ("int64 nanoseconds", "float64 seconds", "psana1 '<sec>.<ns>'"):
+            assert name in described
+        values = stamp[()]
+        assert original.attrs["convention"] == "as sent"
+        assert "(sec << 32) | ns" in original.attrs["description"]
+        kept = original[()]
+    np.testing.assert_array_equal(values >> np.uint64(32), sec)  # read by the stated convention
+    np.testing.assert_array_equal(values & np.uint64(0xFFFFFFFF), ns)
+    if kept.dtype.kind == "O":
+        kept = np.array([s.decode() for s in kept])
+    np.testing.assert_array_equal(kept, sent)

@@ -7,7 +7,9 @@ Layout (per file, N events; every per-event dataset resizable along axis 0):
 - ``/entry_1/result_1/nPeaks`` (N,) int32 and ``peak{XPosRaw,YPosRaw,TotalIntensity,NPixels,
   MaximumValue,SNR}`` (N, max_peaks) float32, unused slots 0 (CrystFEL's ``--peaks=cxi``)
 - ``/entry_1/result_1/hit`` (N,) uint8, the hit decision (all 1 unless write_mode is "all")
-- ``/LCLS/photon_energy_eV`` (N,) float64 and ``/LCLS/{key}`` for every metadata field
+- ``/LCLS/photon_energy_eV`` (N,) float64 and ``/LCLS/{key}`` for every metadata field;
+  ``/LCLS/timestamp`` (N,) uint64 ``(sec << 32) | ns`` and ``/LCLS/timestamp_original`` (as
+  sent) say their convention in attributes (``TIMESTAMP_ATTRS``)
 - ``/entry_1/peaknet/event_batch`` (N,) str: the id of the batch each event came in
 - ``/entry_1/peaknet/batches`` (M,) str: one JSON record per batch with a part in the file (see
   ``batch_records``); only its first ``peaknet_committed_batches`` rows are committed
@@ -38,6 +40,29 @@ METADATA_GROUP = "/LCLS"
 PHOTON_ENERGY_KEY = "photon_energy_eV"
 CLEN_KEY = "detector_1/EncoderValue"
 """Where ``output.clen_field`` is stored under ``/LCLS`` (Cheetah's place; ``units`` attribute)."""
+TIMESTAMP_KEY = "timestamp"
+TIMESTAMP_ORIGINAL_KEY = "timestamp_original"
+#: ``/LCLS`` dataset name -> its attributes: the timestamp convention (``wire.timestamps``).
+TIMESTAMP_ATTRS = {
+    TIMESTAMP_KEY: {
+        "convention": "(sec << 32) | ns",
+        "description": (
+            "uint64 event time, psana's packing: seconds in the upper 32 bits, nanoseconds in "
+            "the lower 32. Converted from what LCLStreamer sent (decode.timestamp_format): "
+            "int64 nanoseconds and psana1 '<sec>.<ns>' strings (ns an integer count) exactly, "
+            "float64 seconds or psana2's packed value cast to float64 to what float64 holds; 0 "
+            "where unreadable. Seconds count from the pusher's epoch (psana2: 1990-01-01 UTC). "
+            "The value as sent is in timestamp_original when it was not already packed."
+        ),
+    },
+    TIMESTAMP_ORIGINAL_KEY: {
+        "convention": "as sent",
+        "description": (
+            "the timestamp as LCLStreamer sent it (int64 nanoseconds, float64 seconds or a "
+            "psana1 '<sec>.<ns>' string); timestamp holds it as (sec << 32) | ns."
+        ),
+    },
+}
 #: CXI peak dataset name -> Peaks attribute (positions handled apart: they move with the layout).
 PEAK_FIELDS = {
     "peakXPosRaw": "x",

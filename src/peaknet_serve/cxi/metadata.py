@@ -13,7 +13,12 @@ import h5py
 import numpy as np
 
 from peaknet_serve.cxi.config import CXIConfig
-from peaknet_serve.cxi.format import CLEN_KEY, METADATA_GROUP, PHOTON_ENERGY_KEY
+from peaknet_serve.cxi.format import (
+    CLEN_KEY,
+    METADATA_GROUP,
+    PHOTON_ENERGY_KEY,
+    TIMESTAMP_ATTRS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +144,7 @@ class MetadataFields:
             dataset[:] = fill_value(dataset)
         if name == CLEN_KEY:
             dataset.attrs["units"] = self._config.clen_unit
+        dataset.attrs.update(TIMESTAMP_ATTRS.get(name, {}))
         file.datasets[path] = dataset
         return dataset
 
