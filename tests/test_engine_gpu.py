@@ -66,7 +66,13 @@ def _aot_loader_crashes(tmp_path: Path) -> bool:
     [
         ("fp32", "off"),
         ("bf16", "off"),
-        ("bf16", "reduce-overhead"),
+        # torch's CUDA-graph tree manager captures an empty graph on purpose to create its memory
+        # pool and drops the warning that raises; pytest's "error" filter would turn it into one.
+        pytest.param(
+            "bf16",
+            "reduce-overhead",
+            marks=pytest.mark.filterwarnings("ignore:The CUDA Graph is empty:UserWarning"),
+        ),
         ("bf16", "default+graphs"),
         ("bf16", "aot"),
     ],
