@@ -198,7 +198,10 @@ def _exit_reason(returncode: int, log_text: str) -> str:
     """Why the build child failed; a loader crash says that compile="aot" cannot run here."""
     if returncode >= 0:
         return f"exit {returncode}"
-    name = signal.Signals(-returncode).name
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
     if "aoti_load_package" not in log_text:
         return f"killed by {name}"
     return (
