@@ -52,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-precisions", default="fp32,bf16,fp16", help="eager engine rows")
     parser.add_argument("--autocast", action="store_true", help="also time autocast engine rows")
     parser.add_argument("--concurrency", type=int, default=3, help="infer calls in flight")
+    parser.add_argument(
+        "--engine-graphs",
+        action="store_true",
+        help="also time each compiled engine mode with engine.cuda_graphs (engine/graphs.py)",
+    )
+    parser.add_argument(
+        "--engine-stages",
+        default="",
+        help="also time compiled engine rows with these engine.fused_dwconv_stages, e.g. '1,' "
+        "(stage 1) or '' (the default only); sets of digits separated by commas",
+    )
 
 
 def bench_model(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
@@ -90,13 +101,21 @@ def bench_model(args: argparse.Namespace, shape: tuple[int, int], batch: int) ->
 
 
 def _engine(
-    args: argparse.Namespace, batch: int, precision: str, mode: str, autocast: bool = False
+    args: argparse.Namespace,
+    batch: int,
+    precision: str,
+    mode: str,
+    autocast: bool = False,
+    graphs: bool = False,
+    stages: tuple[int, ...] | None = None,
 ) -> InferenceEngine:
     config = EngineConfig(
         device="cuda",
         precision=precision,
         autocast=autocast,
         compile=mode,
+        cuda_graphs=graphs,
+        fused_dwconv_stages=EngineConfig().fused_dwconv_stages if stages is None else stages,
         batch_buckets=(batch,),
         num_buffers=3,
         copy_threads=8,
@@ -109,13 +128,18 @@ def bench_engine(args: argparse.Namespace, shape: tuple[int, int], batch: int) -
     rows = []
     host32 = benchlib.frames(batch, shape)
     host64 = host32.astype(np.float64)
-    variants = [(p, "off", False) for p in args.engine_precisions.split(",") if p]
+    variants = [(p, "off", False, False, None) for p in args.engine_precisions.split(",") if p]
     modes = (args.engine_modes or args.modes).split(",")
-    variants += [(p, m, False) for p in args.precisions.split(",") for m in modes]
+    compiled = [(p, m) for p in args.precisions.split(",") for m in modes]
+    stage_sets = [None] + [tuple(int(c) for c in s) for s in args.engine_stages.split(",") if s]
+    for graphs in (False, True) if args.engine_graphs else (False,):
+        variants += [(p, m, False, graphs, st) for p, m in compiled for st in stage_sets]
     if args.autocast:
-        variants += [(p, "off", True) for p in args.precisions.split(",") if p != "fp32"]
-    for precision, mode, autocast in dict.fromkeys(variants):
-        engine = _engine(args, batch, precision, mode, autocast)
+        precisions = [p for p in args.precisions.split(",") if p != "fp32"]
+        variants += [(p, "off", True, False, None) for p in precisions]
+    for precision, mode, autocast, graphs, stages in dict.fromkeys(variants):
+        torch._dynamo.reset()  # each variant compiles its own code (the disk cache still helps)
+        engine = _engine(args, batch, precision, mode, autocast, graphs, stages)
         start = time.perf_counter()
         engine.warmup(shape, [batch])
         warm = time.perf_counter() - start
@@ -127,6 +151,8 @@ def bench_engine(args: argparse.Namespace, shape: tuple[int, int], batch: int) -
         agree = float((masks == direct).mean())
         variant = f"{mode if mode != 'off' else 'eager'} {precision}"
         variant += " autocast" if autocast else ""
+        variant += " graphs" if graphs else ""
+        variant += f" stages {''.join(map(str, stages))}" if stages is not None else ""
         for name, host in (("f32 in", host32), ("f64 in", host64)):
             fps = asyncio.run(benchlib.drive(engine, host, args.seconds, args.concurrency))
             note = f"==direct {agree:.6f}, warmup {warm:.0f} s, peak {masks.mean():.4f}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import signal
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from peaknet_serve.engine import EngineConfig, InferenceEngine, WarmupConfig
+from peaknet_serve.engine import EngineConfig, InferenceEngine, WarmupConfig, aot
 from peaknet_serve.engine.aot import AotBuildError, AotPackages, FrameMasker, fingerprint
 from peaknet_serve.model import InputConfig, build_peaknet, load_preset, predict_mask
 
@@ -142,3 +143,11 @@ def test_fingerprint_follows_weights_dtype_and_options(demo_model: torch.nn.Modu
     assert key(changed) != base
     assert key(demo_model, torch.bfloat16) != base
     assert key(demo_model, max_autotune=True) != base
+
+
+def test_a_crashed_loader_is_named_with_the_way_out() -> None:
+    log = 'File "torch/_inductor/__init__.py", line 1 in aoti_load_package\n'
+    reason = aot._exit_reason(-signal.SIGSEGV, log)
+    assert "loader crashed (SIGSEGV)" in reason and 'use compile="default"' in reason
+    assert aot._exit_reason(-signal.SIGKILL, "building...") == "killed by SIGKILL"
+    assert aot._exit_reason(1, "Traceback ...") == "exit 1"

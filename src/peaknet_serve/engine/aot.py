@@ -13,10 +13,12 @@ Run as ``python -m peaknet_serve.engine.aot SPEC.json`` it builds one package (t
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -191,14 +193,32 @@ class AotPackages:
                 check=False,
             )
         if result.returncode != 0 or not target.is_file():
-            tail = log_path.read_text(errors="replace")[-2000:]
+            log_text = log_path.read_text(errors="replace")
             raise AotBuildError(
                 f"building the PeakNet package for batch x shape {pair} failed "
-                f"(exit {result.returncode}); log {log_path}:\n{tail}"
+                f"({_exit_reason(result.returncode, log_text)}); log {log_path}:\n"
+                f"{log_text[-2000:]}"
             )
         self.built += 1
         logger.info("built %s in %.1f s", target.name, time.monotonic() - started)
         return target
+
+
+def _exit_reason(returncode: int, log_text: str) -> str:
+    """Why the build child failed; a loader crash says that compile="aot" cannot run here."""
+    if returncode >= 0:
+        return f"exit {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if "aoti_load_package" not in log_text:
+        return f"killed by {name}"
+    return (
+        f"AOTInductor's loader crashed ({name}) on the package it had just built: "
+        f'compile="aot" cannot run with torch {torch.__version__} on this host, use '
+        'compile="default" (docs/perf-notes.md, issue 16)'
+    )
 
 
 def build_package(spec: dict[str, Any]) -> None:
@@ -237,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", help="JSON: module, package, pair, device, options")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    faulthandler.enable()  # a crash in the loader leaves its Python stack in the build log
     build_package(json.loads(args.spec))
     return 0
 

@@ -51,6 +51,13 @@ class EngineConfig(Section):
         "(batch bucket, frame shape) pair compiles once, at warm-up (tens of seconds each for "
         "the standard model).",
     )
+    cuda_graphs: bool = Field(
+        default=False,
+        description='With compile "default" or "max-autotune" on a GPU: capture each warm (batch '
+        "bucket, frame shape) as a CUDA graph at warm-up and replay it on the engine's compute "
+        "stream, so the launcher issues one launch per batch instead of every kernel "
+        "(engine/graphs.py). Costs the graph's own memory pool per pair; ignored otherwise.",
+    )
     num_buffers: int = Field(
         default=3,
         ge=1,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ from peaknet_serve.engine.device import (
     resolve_device,
     resolve_dtype,
 )
+from peaknet_serve.engine.graphs import GraphedForward
 from peaknet_serve.engine.host_copy import HostCopier
 from peaknet_serve.engine.model_prep import (
     compile_forward,
@@ -72,9 +74,10 @@ class InferenceEngine:
     in place.
 
     Config keys used: engine.device, engine.precision, engine.autocast, engine.channels_last,
-    engine.compile, engine.fused_dwconv_stages, engine.num_buffers, engine.batch_buckets,
-    engine.copy_threads, engine.poll_interval_s, engine.cudnn_benchmark, engine.compile_cache_dir,
-    engine.cpu_affinity; inputs.normalize, inputs.pad_position, inputs.pad_value.
+    engine.compile, engine.cuda_graphs, engine.fused_dwconv_stages, engine.num_buffers,
+    engine.batch_buckets, engine.copy_threads, engine.poll_interval_s, engine.cudnn_benchmark,
+    engine.compile_cache_dir, engine.cpu_affinity; inputs.normalize, inputs.pad_position,
+    inputs.pad_value.
 
     Args:
         fixed_shapes: reject frame shapes not warmed up (``warmup``) instead of compiling them
@@ -135,6 +138,8 @@ class InferenceEngine:
         self._forward = compile_forward(
             self._forward_eager, mode=engine.compile, on_gpu=self._on_gpu, buckets=self._buckets
         )
+        graphs = engine.cuda_graphs and engine.compile in ("default", "max-autotune")
+        self._graphs = GraphedForward(self._forward, self.device) if graphs else None
         self._pool = SlotPool(engine.num_buffers, capacity=self._max_bucket, device=self.device)
         self._launcher = ThreadPoolExecutor(
             1,
@@ -178,6 +183,7 @@ class InferenceEngine:
             "channels_last": self._channels_last,
             "fused_dwconv_stages": list(self._fused_stages),
             "compile": self.config.compile if self.config.compile != "off" else None,
+            "cuda_graphs": [list(p) for p in self._graphs.pairs()] if self._graphs else None,
             "num_buffers": self.config.num_buffers,
             "batch_buckets": list(self._buckets),
             "staging_buffers": stats.buffers,
@@ -228,8 +234,11 @@ class InferenceEngine:
             out.copy_(self._forward_eager(frames.to(torch.float32)))
             return
         if self._aot is not None:
-            runner = self._aot_runners[(frames.shape[0], frames.shape[1], frames.shape[2])]
+            runner = self._aot_runners[_pair(frames)]
             out.copy_(runner(frames.to(torch.float32)))
+            return
+        if self._graphs is not None and self._graphs.has(_pair(frames)):
+            self._graphs.run(frames, out)
             return
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
@@ -285,8 +294,14 @@ class InferenceEngine:
             out = torch.empty((bucket, height, width), dtype=torch.uint8, device=self.device)
             for _ in range(runs):
                 self._run_model(frames, out)
+            if self._graphs is not None:
+                self._graphs.capture(frames)
+                self._run_model(frames, out)
         if stream is not None:
             stream.synchronize()
+        # The compile's garbage (Triton's MLIR objects among it) is freed here, on the thread
+        # that made it: collected on another engine's launcher thread, it crashed a test process.
+        gc.collect()
 
     # -- inference --------------------------------------------------------------------------------
 
@@ -380,3 +395,7 @@ class InferenceEngine:
             self._aot.close()
         self._launcher.shutdown(wait=True)
         self._copier.close()
+
+
+def _pair(frames: torch.Tensor) -> Pair:
+    return (frames.shape[0], frames.shape[1], frames.shape[2])
