@@ -173,7 +173,7 @@ def _check_filter(
                 reason="overlong_chunk",
             )
         return
-    if not _compresses(code, values) and code == FILTER_BITSHUFFLE:
+    if code == FILTER_BITSHUFFLE and not _compresses(code, values):
         return  # bit transposition alone: its output is its input's size
     if _compresses(code, values) and outermost:
         return  # its stream is checked chunk by chunk
