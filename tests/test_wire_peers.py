@@ -203,3 +203,32 @@ async def test_an_nng_port_check_is_not_a_wrong_protocol(caplog) -> None:
     assert status["wrong_protocol_connections"] == 0 and status["peer_warning"] is None
     assert status["closed_before_handshake"] is None  # nng cannot tell it from a close
     assert not protocol_errors(caplog)
+
+
+async def test_a_port_check_open_while_a_pusher_shakes_hands_leaves_the_pusher_counted() -> None:
+    """libzmq's handshake events name no connection: the success of a pusher accepted after a
+    port check is first taken for the port check's; its close (a failed handshake) sets that
+    right, so the pusher stays connected and the port check counts once."""
+    config = zmq_listen([])
+    port = int(config.addresses[0].rsplit(":", 1)[1])
+    source = buffered_source(config)
+    await source.open()
+    check = socket.create_connection(("127.0.0.1", port), timeout=5)  # accepted first, silent
+    await asyncio.sleep(0.5)
+    ctx = zmq.Context()
+    pusher = ctx.socket(zmq.PUSH)
+    pusher.setsockopt(zmq.LINGER, 0)
+    pusher.connect(config.addresses[0])
+    try:
+        pusher.send(b"frames")
+        assert await source.receive() == b"frames"
+        await asyncio.sleep(1.0)
+        check.close()
+        await asyncio.sleep(1.5)
+        status = source.watch.snapshot()
+        assert status["connected_peers"] == 1, status
+        assert status["closed_before_handshake"] == 1 and status["wrong_protocol_connections"] == 0
+    finally:
+        pusher.close()
+        ctx.term()
+        source.close()
