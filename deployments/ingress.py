@@ -141,12 +141,16 @@ class Ingress:
         if not self._pump.alive:
             raise RuntimeError(f"the socket pull loop has died: {self._pump.failure()!r}")
 
-    def _post_body(self) -> dict[str, Any]:
-        return self.ledger.snapshot() | {
-            OPEN_BATCHES: dict(self._router.open),
+    def _counts(self) -> dict[str, Any]:
+        """What the service totals add up: the ledger, the receive buffer's messages, refused
+        peers and frames without a measured photon energy (``service.totals.COUNTS``)."""
+        return self.ledger.snapshot() | self._metadata.snapshot() | {
             BUFFERED: self._pump.source.backlog,
             PEERS_REJECTED: self._pump.source.peers.rejected,
         }
+
+    def _post_body(self) -> dict[str, Any]:
+        return self._counts() | {OPEN_BATCHES: dict(self._router.open)}
 
     async def __del__(self) -> None:
         if hasattr(self, "_pump"):  # absent when __init__ failed before the pump existed
@@ -164,11 +168,7 @@ class Ingress:
         drain = self._config.ingress.drain_timeout_s
         await self._pump.stop(drain_timeout_s=drain)
         self._poster.cancel()
-        account = {
-            **self.ledger.snapshot(),
-            "batches_unsettled": self._pump.batches_in_flight,
-            BUFFERED: self._pump.source.backlog,
-        }
+        account = {**self._counts(), "batches_unsettled": self._pump.batches_in_flight}
         account["service"] = await self._status.service_totals({**account, STOPPED: True})
         self._account = account
         logger.warning(

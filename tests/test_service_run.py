@@ -10,7 +10,7 @@ import time
 
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.run_account import RunAccount
-from peaknet_serve.service.totals import PEERS_REJECTED, render_totals
+from peaknet_serve.service.totals import PEERS_REJECTED, STOPPED, render_totals
 from tests.conftest import free_port
 
 
@@ -117,3 +117,22 @@ def test_rejected_peers_add_up_over_replicas_dead_ones_included_and_reach_metric
     totals = account.totals(max_age_s=60)
     assert totals[PEERS_REJECTED] == 5
     assert "peaknet_service_peers_rejected_total 5.0" in render_totals(totals).decode()
+
+
+def test_frames_without_a_measured_energy_add_up_over_replicas_and_outlive_a_dead_one() -> None:
+    """``MetadataWatch`` counts are per ingress replica; the service's account keeps a dead
+    replica's and adds its replacement's, in /status and /metrics, through its final post."""
+    energy = ("batches_without_wavelength", "frames_with_fixed_energy", "frames_without_energy")
+    account = RunAccount()
+    account.post("a", ledger(40, 40) | dict(zip(energy, (5, 0, 40), strict=True)), run=100.0)
+    account.posts["a"] = (time.time() - 120, account.posts["a"][1])  # a died
+    account.post("b", ledger(12, 12) | dict(zip(energy, (1, 8, 0), strict=True)), run=100.0)
+    account.post(  # b's final post after its drain
+        "b", ledger(16, 16) | dict(zip(energy, (2, 16, 0), strict=True)) | {STOPPED: True}
+    )
+    totals = account.totals(max_age_s=60)
+    assert [totals[key] for key in energy] == [7, 16, 40]
+    text = render_totals(totals).decode()
+    assert "peaknet_service_batches_without_wavelength_total 7.0" in text
+    assert 'peaknet_service_frames_energy_not_measured_total{energy="fixed"} 16.0' in text
+    assert 'peaknet_service_frames_energy_not_measured_total{energy="missing"} 40.0' in text

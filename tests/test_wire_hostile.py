@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from peaknet_serve.errors import DecodeError
-from peaknet_serve.wire import decode_message
+from peaknet_serve.wire import crafted, decode_message
 from peaknet_serve.wire.config import DecodeConfig
 from peaknet_serve.wire.crafted import good_message, raw_hdf5
 
@@ -216,3 +216,76 @@ def test_a_long_variable_length_string_is_charged_before_the_fixed_width_array_i
     assert reason(long_strings(2000, 16 << 10), CAP) == "too_large_decoded"
     batch = decode_message(long_strings(4, 100), CAP)
     assert batch.metadata["note"][0] == "x" * 100 and batch.metadata["note"][1] == ""
+
+
+def lclstreamer_image(filters: dict, every_field: bool = True) -> tuple[bytes, np.ndarray]:
+    """A (2, 1, 64, 64) float32 image stored as LCLStreamer does (one event a chunk, the
+    compression on every field unless not ``every_field``), and the image."""
+    image = np.random.default_rng(5).random((2, 1, 64, 64), dtype=np.float32)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.create_dataset("/data/data", data=image, chunks=(1, 1, 64, 64), **filters)
+        wavelength = filters if every_field else {}
+        handle.create_dataset("/data/wavelength", data=np.full(2, 0.13), chunks=(1,), **wavelength)
+    return buffer.getvalue(), image
+
+
+def test_a_zfp_header_declaring_a_bigger_field_than_the_chunk_is_refused() -> None:
+    # H5Z-ZFP allocates the field its header (in the filter's cd_values, in the message) declares:
+    # 1 GiB for a 16 kB chunk, then read the stream past its end and crashed the process.
+    assert reason(crafted.zfp_declared_field()) == "overlong_chunk"
+    message, image = lclstreamer_image(dict(hdf5plugin.Zfp()))  # LCLStreamer's "zfp"
+    batch = decode_message(message)
+    np.testing.assert_allclose(batch.images, image[:, 0], atol=1e-3)
+    np.testing.assert_allclose(batch.metadata["wavelength"], 0.13, rtol=1e-6)
+    accurate, image = lclstreamer_image(dict(hdf5plugin.Zfp(reversible=True)))
+    np.testing.assert_array_equal(decode_message(accurate).images, image[:, 0])
+
+
+def test_an_szip_chunk_whose_header_says_more_than_its_chunk_is_refused() -> None:
+    # HDF5's szip filter allocates the size in the stream's first 4 bytes (a 2.2 MB stream
+    # decoded 64 MiB for a 16 kB chunk, 200 MB of RSS).
+    assert reason(crafted.overlong_szip_chunks()) == "overlong_chunk"
+    message, image = lclstreamer_image({"compression": "szip"}, every_field=False)  # 8+ pixels
+    np.testing.assert_array_equal(decode_message(message).images, image[:, 0])
+
+
+def test_filters_the_decoder_cannot_bound_are_refused_with_a_reason() -> None:
+    # blosc2 allocates what a chunk inside its frame declares (a 6 kB message decoded 64 MiB);
+    # bzip2 and lzf grow their buffer until the stream ends.
+    with pytest.raises(DecodeError, match="blosc2 filter") as refused:
+        decode_message(crafted.blosc2_chunks())
+    assert refused.value.reason == "unbounded_filter"
+    for filters in (dict(hdf5plugin.Blosc2()), dict(hdf5plugin.BZip2()), {"compression": "lzf"}):
+        assert reason(lclstreamer_image(filters)[0]) == "unbounded_filter", filters
+
+
+def test_a_stream_sized_filter_under_another_is_refused() -> None:
+    """zstd's frame under deflate only exists once deflate has run: it cannot be checked."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((1, 1, 64, 64))
+        dcpl.set_filter(32015, h5py.h5z.FLAG_MANDATORY, ())  # zstd first, on write
+        dcpl.set_deflate(4)
+        space = h5py.h5s.create_simple((2, 1, 64, 64))
+        handle.create_group("data")
+        h5py.h5d.create(handle.id, b"/data/data", h5py.h5t.NATIVE_FLOAT, space, dcpl)
+        handle["/data/data"][...] = 1.0
+    with pytest.raises(DecodeError, match="under another filter") as refused:
+        decode_message(buffer.getvalue())
+    assert refused.value.reason == "unbounded_filter"
+
+
+def test_scaleoffset_parameters_declaring_more_than_the_chunk_are_refused() -> None:
+    # HDF5's scaleoffset (and nbit) filters allocate elements x size from their cd_values.
+    image = np.arange(2 * 64 * 64, dtype=np.int32).reshape(2, 1, 64, 64)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.create_dataset("/data/data", data=image, chunks=(1, 1, 64, 64), scaleoffset=0)
+    honest = buffer.getvalue()
+    np.testing.assert_array_equal(decode_message(honest).images, image[:, 0])
+    declared = np.array([2, 0, 4096, 0, 4], "<u4").tobytes()  # scale type, factor, elements, ...
+    assert honest.count(declared) == 1
+    bomb = honest.replace(declared, np.array([2, 0, 1 << 26, 0, 4], "<u4").tobytes())
+    assert reason(bomb) == "overlong_chunk"

@@ -19,6 +19,7 @@ import httpx
 import pynng
 import pytest
 
+from peaknet_serve.wire import FieldMap
 from peaknet_serve.wire.crafted import KINDS, malformed_messages
 from tests.conftest import free_port
 from tests.serve_app import (
@@ -128,7 +129,8 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
     """The ingress dies holding frames for sure: PeakNet is told (in place, like any
     ``user_config`` update) to wait 30 s for 64-frame batches, so the ingress's 4 batches of 4
     frames sit at the model when it is killed and no writer can commit them (the ingress chains
-    each to a writer). The account outlives two config updates and the kill."""
+    each to a writer). The account outlives two config updates and the kill; so do the counts
+    of frames without a wavelength, which only the killed replica saw (the first push has none)."""
     port = free_port()
     app = app_config(tmp_path, port, ingress={"max_in_flight_batches": 4})
     app["deployments"][0]["health_check_period_s"] = 2
@@ -141,7 +143,8 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
         wait_ready(ray_cluster)
         before = status(ray_cluster)["replica"]
         watch.start()
-        first = Pusher(port, frames=40, batch_size=4, seed=8).run_now()
+        no_wavelength = FieldMap(wavelength="/data/not_the_wavelength")
+        first = Pusher(port, frames=40, batch_size=4, seed=8, fields=no_wavelength).run_now()
         wait_for(lambda: settled(ray_cluster, 40), timeout=120, what="the first 40 frames")
         deploy(ray_cluster, peaknet_batching(app, max_batch_frames=64, batch_wait_timeout_s=30))
         wait_for(
@@ -209,9 +212,17 @@ def test_an_ingress_killed_mid_stream_leaves_its_held_frames_as_ingress_died(
     assert f'peaknet_service_frames_lost_total{{reason="ingress_died"}} {float(died)}' in (
         watch.last_text
     )
+    # the dead replica's frames without a wavelength (NaN energy), all of the first push's
+    assert (totals["batches_without_wavelength"], totals["frames_without_energy"]) == (10, 40)
+    assert s["metadata"]["frames_without_energy"] == 0  # the new replica saw none
+    assert "peaknet_service_batches_without_wavelength_total 10.0" in watch.last_text
+    assert 'peaknet_service_frames_energy_not_measured_total{energy="missing"} 40.0' in (
+        watch.last_text
+    )
     # what the writers committed is counted written, once
     assert len(cxi_timestamps(tmp_path / "out")) == totals["hits_written"]
     assert set(cxi_timestamps(tmp_path / "out")) <= set(hit_timestamps(first, summary))
     [report] = [r for r in shutdown_reports(tmp_path / "out") if r.get("service")]
     assert report["service"]["lost_by_reason"].get("ingress_died", 0) == died
     assert report["service"]["received"] >= totals["received"]
+    assert report["service"]["frames_without_energy"] == 40

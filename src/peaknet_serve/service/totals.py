@@ -31,7 +31,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from peaknet_serve.cxi.batches import BatchIndex
+from peaknet_serve.wire.metadata import FIXED, MISSING
 
+ENERGY_COUNTS = ("batches_without_wavelength", "frames_with_fixed_energy", "frames_without_energy")
+"""Keys of a post (``MetadataWatch.snapshot``): batches whose message had no wavelength field,
+frames whose photon energy is the fixed ``decode.photon_energy_ev``, frames without one (NaN)."""
 COUNTS = (
     "received",
     "hits_written",
@@ -41,6 +45,7 @@ COUNTS = (
     "messages_rejected",
     "bytes_received",
     "peers_rejected",
+    *ENERGY_COUNTS,
 )
 BY_REASON = ("failed_by_reason", "messages_rejected_by_reason")
 INGRESS_DIED = "ingress_died"
@@ -205,6 +210,20 @@ class TotalsCollector(Collector):
             "source.allowed_peers (one per connection attempt; the pusher redials).",
             value=_count(t.get(PEERS_REJECTED)),
         )
+        yield CounterMetricFamily(
+            "peaknet_service_batches_without_wavelength",
+            "Batches whose message had no wavelength field, over every ingress replica.",
+            value=_count(t.get("batches_without_wavelength")),
+        )
+        energy = CounterMetricFamily(
+            "peaknet_service_frames_energy_not_measured",
+            "Frames whose photon energy is not from their wavelength, by what they got, over "
+            "every ingress replica.",
+            labels=["energy"],
+        )
+        energy.add_metric([FIXED], _count(t.get("frames_with_fixed_energy")))
+        energy.add_metric([MISSING], _count(t.get("frames_without_energy")))
+        yield energy
         yield GaugeMetricFamily(
             "peaknet_service_frames_in_flight",
             "Frames sent on by live ingress replicas, not yet settled.",

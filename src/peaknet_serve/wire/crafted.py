@@ -138,6 +138,62 @@ def overlong_chunks(compression: str = "gzip") -> bytes:
     return buffer.getvalue()
 
 
+def _image_chunks(filters: dict, stream: bytes | None = None) -> bytes:
+    """A (2, 1, 64, 64) float32 image (zeros) in one-event chunks under ``filters``; each
+    stored chunk is ``stream`` when given (written raw)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset(
+            "/data/data", shape=(2, 1, 64, 64), chunks=(1, 1, 64, 64), dtype="float32", **filters
+        )
+        if stream is None:
+            dset[...] = 0.0
+        else:
+            for i in range(2):
+                dset.id.write_direct_chunk((i, 0, 0, 0), stream)
+    return buffer.getvalue()
+
+
+def _raw_stream(filters: dict, data: np.ndarray) -> bytes:
+    """``data``, one chunk, as ``filters`` store it."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        dset = handle.create_dataset("x", data=data, chunks=data.shape, **filters)
+        return dset.id.read_direct_chunk((0,) * data.ndim)[1]
+
+
+def overlong_szip_chunks() -> bytes:
+    """~70 kB: honest 16 kB chunks whose szip streams say (first 4 bytes) and hold 1 MiB."""
+    zeros = np.zeros((4096, 64), np.float32)  # 64 pixels a row, as the image's chunks
+    return _image_chunks({"compression": "szip"}, _raw_stream({"compression": "szip"}, zeros))
+
+
+def zfp_declared_field() -> bytes:
+    """A zfp image whose filter parameters (H5Z-ZFP keeps the zfp header in ``cd_values``) are
+    those of a 16384 x 16384 chunk: H5Z-ZFP allocates that 1 GiB field for each 16 kB chunk
+    (and then reads the short stream past its end: the process crashed)."""
+    filters = dict(hdf5plugin.Zfp())
+    message = _image_chunks(filters)
+
+    def header(shape: tuple[int, ...]) -> bytes:
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as handle:  # chunked, never written: nothing allocated
+            dset = handle.create_dataset("x", shape=shape, chunks=shape, dtype="f4", **filters)
+            values = dset.id.get_create_plist().get_filter(0)[2]
+        return b"".join(v.to_bytes(4, "little") for v in values)
+
+    honest, big = header((1, 1, 64, 64)), header((1, 1, 16384, 16384))
+    assert message.count(honest) == 1
+    return message.replace(honest, big)
+
+
+def blosc2_chunks() -> bytes:
+    """Honest-shaped chunks holding a blosc2 frame of 4 MiB of zeros (about 200 bytes): the
+    blosc2 filter allocates what a chunk inside the frame declares."""
+    filters = dict(hdf5plugin.Blosc2())
+    return _image_chunks(filters, _raw_stream(filters, np.zeros(1 << 20, np.float32)))
+
+
 def long_strings(events: int = 2000, longest: int = 160_000) -> bytes:
     """``events`` 4x4 frames with a variable-length string field, one element ``longest``
     characters long: as a fixed-width str array, events x longest x 4 bytes (1.3 GB)."""
@@ -214,6 +270,9 @@ KINDS: dict[str, tuple[Callable[[], bytes], frozenset[str]]] = {
     "tiny_chunks": (tiny_chunks, frozenset({"too_many_chunks"})),
     "overlong_gzip_chunks": (overlong_chunks, frozenset({"overlong_chunk"})),
     "overlong_zstd_chunks": (lambda: overlong_chunks("zstd"), frozenset({"overlong_chunk"})),
+    "overlong_szip_chunks": (overlong_szip_chunks, frozenset({"overlong_chunk"})),
+    "zfp_declared_field": (zfp_declared_field, frozenset({"overlong_chunk"})),
+    "blosc2_chunks": (blosc2_chunks, frozenset({"unbounded_filter"})),
     "long_strings": (long_strings, frozenset({"too_large_decoded"})),
     "external_storage": (external_storage, frozenset({"external_storage"})),
 }

@@ -5,9 +5,17 @@ silent: LCLStreamer main (zmq) dialling an nng listener blocks forever, and both
 ``role: server`` / ``mode: listen`` pair wait for a dial that never comes.
 
 - zmq: the socket monitor. A connection accepted (or made) that closes without a ZMTP handshake
-  is a peer that does not speak zmq.
+  and without a handshake-failure event is a peer that does not speak zmq (libzmq ends it on the
+  bad greeting). One that fails with ``EVENT_HANDSHAKE_FAILED_AUTH`` was refused by
+  ``source.allowed_peers`` (``wire.peers`` counts it, as ``peers_rejected``). One that fails
+  with ``..._NO_DETAIL`` ended before its greeting was complete, as a port check (``nc -z``, a
+  load balancer) does: counted as ``closed_before_handshake``, not as a wrong protocol (with
+  ``mode: dial`` it is the listener that hung up, and it counts as one). libzmq emits the
+  failure event right before that connection's ``EVENT_DISCONNECTED``; neither names the
+  other, so a failure is matched to the next disconnect.
 - nng: the listener's and dialer's statistics (``pipes``, and ``proto``: connections that failed
-  the SP handshake, i.e. not nng).
+  the SP handshake, i.e. not nng). A port check ends under ``other``, with a pusher's ordinary
+  close, and is counted nowhere.
 
 ``PeerWatch.snapshot()`` is what ``/status`` and ``/readyz`` show. Each problem is logged with the
 settings that fix it: once when a wrong-protocol peer is first seen (then at most once a minute),
@@ -36,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
 PROTOCOL_LOG_INTERVAL_S = 60.0
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+)
 
 
 def wrong_protocol_fix(config: SourceConfig) -> str:
@@ -94,6 +107,7 @@ class PeerWatch:
         self._clock = clock
         self.connected = 0
         self.wrong_protocol = 0
+        self.closed_before_handshake = 0
         self.warning: str | None = None
         self._no_peer_since = clock()
         self._warned_no_peer = False
@@ -101,6 +115,7 @@ class PeerWatch:
         self._monitor: zmq.asyncio.Socket | None = None
         self._pending: deque[int] = deque()
         self._handshaken: set[int] = set()
+        self._failure: int | None = None
         self._closed = False
 
     def attach(self) -> None:
@@ -139,18 +154,31 @@ class PeerWatch:
             self._pending.append(fd)
         elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and self._pending:
             self._handshaken.add(self._pending.popleft())
+        elif kind in HANDSHAKE_FAILURES:
+            self._failure = kind
         elif kind == zmq.EVENT_DISCONNECTED:
-            if fd in self._handshaken:
-                self._handshaken.discard(fd)
-            elif fd in self._pending:
-                self._pending.remove(fd)
-                self.wrong_protocol += 1
-        elif kind in (
-            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
-        ):
-            self.wrong_protocol += 1
+            self._disconnected(fd)
         self.connected = len(self._handshaken)
+
+    def _disconnected(self, fd: int) -> None:
+        """Count a closed connection by how its handshake ended (``_failure``: the event just
+        before, if any)."""
+        failure, self._failure = self._failure, None
+        if fd in self._handshaken:
+            self._handshaken.discard(fd)
+            if failure is None:
+                return  # a pusher that had shaken hands left
+            if self._pending:  # the success taken for this one was another connection's
+                self._handshaken.add(self._pending.popleft())
+        elif fd in self._pending:
+            self._pending.remove(fd)
+        else:
+            return
+        if failure == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and self._config.mode == "listen":
+            self.closed_before_handshake += 1
+            logger.debug("zmq source: a connection closed before its handshake (a port check?)")
+        elif failure != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.wrong_protocol += 1
 
     def _read_nng_stats(self) -> None:
         sock = self._source.socket
@@ -193,13 +221,18 @@ class PeerWatch:
             logger.warning("%s", self.warning)
 
     def snapshot(self) -> dict[str, Any]:
-        """``connected_peers``, ``wrong_protocol_connections``, ``last_message_age_s``,
-        ``no_peer_for_s`` and the latest ``peer_warning`` (None when all is well)."""
+        """``connected_peers``, ``wrong_protocol_connections``, ``closed_before_handshake``
+        (zmq; None for nng, whose statistics lump such a connection with a pusher's ordinary
+        close), ``last_message_age_s``, ``no_peer_for_s`` and the latest ``peer_warning`` (None
+        when all is well)."""
         last = self._last_message_at()
         now = self._clock()
         return {
             "connected_peers": self.connected,
             "wrong_protocol_connections": self.wrong_protocol,
+            "closed_before_handshake": (
+                self.closed_before_handshake if isinstance(self._source, ZmqSource) else None
+            ),
             "last_message_age_s": None if last is None else round(time.time() - last, 1),
             "no_peer_for_s": 0.0 if self.connected else round(now - self._no_peer_since, 1),
             "peer_warning": None if self.connected and not self.wrong_protocol else self.warning,
