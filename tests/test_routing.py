@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from peaknet_serve.config import IngressConfig
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.live import summarize_batch
 from peaknet_serve.peaks import Judged, PeaksConfig, PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.config import IngressConfig
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.routing import BatchRouter

@@ -11,7 +11,6 @@ from peaknet_serve.cxi import CXIConfig, CXIWriter
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.quarantine import BatchQuarantine
-from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.service.totals import (
     BUFFERED,
     OPEN_BATCHES,
@@ -22,7 +21,7 @@ from peaknet_serve.service.totals import (
     service_totals,
 )
 from peaknet_serve.wire import FrameBatch, Quarantine
-from tests.stage_helpers import batch, config, masks_for, one_peak
+from tests.stage_helpers import batch, config, make_stage, masks_for, one_peak
 
 
 def ledger(received: int, hits: int, non_hits: int, failed: int) -> dict:
@@ -120,7 +119,7 @@ def test_a_dead_replicas_open_batches_committed_by_writers_count_as_written(
 ) -> None:
     """Frames stay in flight until the writers' files are read, then move once: what a writer
     committed is written or judged, the rest of what the replica held is lost."""
-    stage = PeakStage(config(tmp_path, min_peaks=1), writer_id="w1")
+    stage = make_stage(config(tmp_path, min_peaks=1), writer_id="w1")
     frames = batch(0, 8)
     frames.images[:3, 4:6, 4:6] += 100.0  # a bright peak in three frames: hits
     masks = masks_for(frames)

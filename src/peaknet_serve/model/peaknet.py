@@ -88,9 +88,6 @@ class PeakNet(nn.Module):
 def build_peaknet(config: Mapping[str, Any] | PeakNetConfig) -> PeakNet:
     """Build a randomly initialised PeakNet; load weights with ``checkpoint.load_weights``.
 
-    Config keys used: hidden_sizes, depths, bifpn_num_features, bifpn_num_blocks,
-    seg_out_channels, num_channels, num_classes.
-
     Raises:
         ConfigError: the mapping has unknown keys or invalid values.
     """

@@ -27,11 +27,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from peaknet_serve.config import IngressConfig
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.live import LiveBoard
 from peaknet_serve.peaks import PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.config import IngressConfig
 from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.outcome import BatchOutcome, merge
 from peaknet_serve.service.quarantine import BatchQuarantine
