@@ -29,7 +29,6 @@ from peaknet_serve.service.metadata_watch import MetadataCollector, MetadataWatc
 from peaknet_serve.service.metrics import ledger_registry, render
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.pump import Pump
-from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.routing import BatchRouter
 from peaknet_serve.service.screen import MaskedPixelMetrics
@@ -123,7 +122,7 @@ class Ingress:
             ledger=self.ledger,
             screen=PixelScreen(peaks, bad_pixels=geometry_bad_pixels(output.geometry_file)),
             masked=MaskedPixelMetrics(self._registry),
-            quarantine=BatchQuarantine(
+            quarantine=Quarantine(
                 quarantine_dir / "batches",
                 max_files=ingress.quarantine_max_batches,
                 max_bytes=ingress.quarantine_max_bytes,
