@@ -20,15 +20,15 @@ from deployments.board import status_board
 from deployments.live_page import add_live_page, replica_counts
 from deployments.metrics import IngressMetrics
 from deployments.status import IngressStatus, replica_died
-from peaknet_serve.config import ServiceConfig
 from peaknet_serve.cxi import geometry_bad_pixels
-from peaknet_serve.peaks import PixelScreen
+from peaknet_serve.cxi.config import CXIConfig
+from peaknet_serve.peaks import PeaksConfig, PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.config import IngressConfig
 from peaknet_serve.service.metadata_watch import MetadataCollector, MetadataWatch
 from peaknet_serve.service.metrics import ledger_registry, render
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.pump import Pump
-from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.report import write_shutdown_report
 from peaknet_serve.service.routing import BatchRouter
 from peaknet_serve.service.screen import MaskedPixelMetrics
@@ -39,7 +39,14 @@ from peaknet_serve.service.totals import (
     STOPPED,
     render_totals,
 )
-from peaknet_serve.wire import FrameBatch, Message, Quarantine, decode_message
+from peaknet_serve.wire import (
+    DecodeConfig,
+    FrameBatch,
+    Message,
+    Quarantine,
+    SourceConfig,
+    decode_message,
+)
 from peaknet_serve.wire.buffer import buffered_source
 
 logger = logging.getLogger(__name__)
@@ -55,20 +62,37 @@ class Ingress:
 
     The pump (``service.pump``) pulls and decodes, the router (``service.routing``) sends each
     batch on and retries, the ledger counts; ``deployments.status`` asks the other replicas and
-    the status board for what ``/status`` shows. Config keys used: ``source``, ``decode``,
-    ``peaks``, ``quarantine_dir``, ``output.output_dir``, ``output.geometry_file`` and every key
-    of ``ingress``.
+    the status board for what ``/status`` shows.
+
+    Args:
+        peaknet, writer: the PeakNet and PeakFinderWriter deployments.
+        source, decode: the sockets to pull and how messages are decoded.
+        peaks: its pixel screen (``flag_*``, ``bad_pixel_mask``) runs here, before the model.
+        output: its ``output_dir`` (status, shutdown report) and ``geometry_file`` (bad pixels).
+        ingress: batches in flight, retries, drain, quarantine bounds, control token.
+        quarantine_dir: where bad messages and failed batches are kept (None: only counted).
     """
 
     def __init__(
-        self, peaknet: DeploymentHandle, writer: DeploymentHandle, settings: dict[str, Any]
+        self,
+        peaknet: DeploymentHandle,
+        writer: DeploymentHandle,
+        *,
+        source: SourceConfig,
+        decode: DecodeConfig,
+        peaks: PeaksConfig,
+        output: CXIConfig,
+        ingress: IngressConfig,
+        quarantine_dir: Path | None,
     ) -> None:
-        config = ServiceConfig.model_validate(settings)
-        self._config = config
+        self._source = source
+        self._decode_config = decode
+        self._output_dir = Path(output.output_dir)
+        self._settings = ingress
         self._started = time.time()
         context = serve.get_replica_context()
         self._replica = context.replica_id.unique_id
-        self._token = os.environ.get(config.ingress.control_token_env) or None
+        self._token = os.environ.get(ingress.control_token_env) or None
         self._metrics = IngressMetrics()
         self.ledger = FrameLedger(listener=self._metrics)
         self._account: dict[str, Any] | None = None
@@ -77,41 +101,38 @@ class Ingress:
             peaknet=peaknet,
             writer=writer,
             replica=self._replica,
-            output_dir=Path(config.output.output_dir),
+            output_dir=self._output_dir,
         )
-        quarantine_dir = config.quarantine_dir
         self._pump = Pump(
-            source=buffered_source(config.source),
+            source=buffered_source(source),
             decode=self._decode,
             submit=self._submit,
             ledger=self.ledger,
-            max_in_flight=config.ingress.max_in_flight_batches,
-            quarantine=Quarantine(quarantine_dir, max_bytes=config.ingress.quarantine_max_bytes)
+            max_in_flight=ingress.max_in_flight_batches,
+            quarantine=Quarantine(quarantine_dir, max_bytes=ingress.quarantine_max_bytes)
             if quarantine_dir
             else None,
         )
         self._registry = ledger_registry(self.ledger, paused=lambda: self._pump.paused)
         self._router = BatchRouter(
-            settings=config.ingress,
+            settings=ingress,
             infer=lambda frames: peaknet.infer.remote(frames),
             write=lambda masks, frames, batch_id: writer.process.remote(masks, frames, batch_id),
             replica_died=replica_died,
             ledger=self.ledger,
-            screen=PixelScreen(
-                config.peaks, bad_pixels=geometry_bad_pixels(config.output.geometry_file)
-            ),
+            screen=PixelScreen(peaks, bad_pixels=geometry_bad_pixels(output.geometry_file)),
             masked=MaskedPixelMetrics(self._registry),
-            quarantine=BatchQuarantine(
+            quarantine=Quarantine(
                 quarantine_dir / "batches",
-                max_files=config.ingress.quarantine_max_batches,
-                max_bytes=config.ingress.quarantine_max_bytes,
+                max_files=ingress.quarantine_max_batches,
+                max_bytes=ingress.quarantine_max_bytes,
             )
             if quarantine_dir
             else None,
             stopping=lambda: self._pump.stopping,
             share=ray.put,
         )
-        self._metadata = MetadataWatch(config.decode)
+        self._metadata = MetadataWatch(decode)
         self._registry.register(MetadataCollector(self._metadata))
         self._pump.start()
         self._poster = asyncio.get_running_loop().create_task(
@@ -124,7 +145,7 @@ class Ingress:
 
     def _decode(self, payload: Message) -> FrameBatch:
         """``decode_message``, its metadata watched (runs in a worker thread)."""
-        batch = decode_message(payload, self._config.decode)
+        batch = decode_message(payload, self._decode_config)
         self._metadata.observe(batch)
         return batch
 
@@ -165,7 +186,7 @@ class Ingress:
         """
         if self._account is not None:
             return self._account
-        drain = self._config.ingress.drain_timeout_s
+        drain = self._settings.drain_timeout_s
         await self._pump.stop(drain_timeout_s=drain)
         self._poster.cancel()
         account = {**self._counts(), "batches_unsettled": self._pump.batches_in_flight}
@@ -182,9 +203,7 @@ class Ingress:
             account["batches_unsettled"],
             drain,
         )
-        path = await asyncio.to_thread(
-            write_shutdown_report, self._config.output.output_dir, account
-        )
+        path = await asyncio.to_thread(write_shutdown_report, self._output_dir, account)
         if path is not None:
             logger.info("shutdown account written to %s", path)
         return account
@@ -198,7 +217,7 @@ class Ingress:
             raise HTTPException(
                 status_code=401,
                 detail="this endpoint changes the service's state: send 'Authorization: Bearer "
-                f"<token>' with the token from ${self._config.ingress.control_token_env}",
+                f"<token>' with the token from ${self._settings.control_token_env}",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
@@ -247,8 +266,8 @@ class Ingress:
             "batches_in_flight": self._pump.batches_in_flight,
             "paused": self._pump.paused,
             "uptime_s": round(time.time() - self._started, 1),
-            "addresses": list(self._config.source.addresses),
-            "transport": self._config.source.transport,
+            "addresses": list(self._source.addresses),
+            "transport": self._source.transport,
             PEERS_REJECTED: self._pump.source.peers.rejected,
             **self._peers(),
             "receive_buffer": self._pump.source.snapshot(),

@@ -5,7 +5,9 @@ SIGINT and SIGTERM alike into: the ingress stops pulling and drains its batches 
 (while the model and writer replicas are still up), the application is deleted (writers close
 and rename their files), Serve shuts down. A second signal forces the exit at once.
 
-Ray is imported inside the functions only: ``peaknet-serve --help`` must not import it.
+The CLI finds this module through the ``peaknet_serve.subcommands`` entry point (pyproject.toml),
+so the library never names it. Ray is imported inside the functions only: ``peaknet-serve
+--help`` must not import it.
 """
 
 from __future__ import annotations

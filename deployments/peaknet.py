@@ -18,11 +18,12 @@ from ray import serve
 
 from deployments.board import GPU_POST_INTERVAL_S, status_board
 from deployments.metrics import PeakNetMetrics
-from peaknet_serve.config import BatchingConfig, ServiceConfig
 from peaknet_serve.engine import GPUHealth, InferenceEngine, resolve_device
+from peaknet_serve.engine.config import BatchingConfig, EngineConfig, WarmupConfig
 from peaknet_serve.engine.health import Probe, startup_probe, tick_probe
+from peaknet_serve.model.section import ModelSection
 from peaknet_serve.pipeline import load_model
-from peaknet_serve.profiling import BatchProfiler
+from peaknet_serve.profiling import BatchProfiler, ProfilingConfig
 from peaknet_serve.wire import FrameBatch
 
 logger = logging.getLogger(__name__)
@@ -43,35 +44,38 @@ class PeakNet:
     run time, without a restart.
 
     Args:
-        settings: the service configuration (keys used: engine.*, model.*, warmup.*).
+        model: which PeakNet and which weights.
+        engine: device, precision, compilation, buffers, the GPU health-check timeout.
+        warmup: the frame shapes and batch sizes compiled before the replica is ready.
+        profiling: torch.profiler traces of a few batches (off by default).
         health_startup: the GPU start-up probe (tests pass a failing one).
         health_tick: the probe of each Serve health check.
     """
 
     def __init__(
         self,
-        settings: dict[str, Any],
         *,
+        model: ModelSection,
+        engine: EngineConfig,
+        warmup: WarmupConfig,
+        profiling: ProfilingConfig,
         health_startup: Probe = startup_probe,
         health_tick: Probe = tick_probe,
     ) -> None:
-        config = ServiceConfig.model_validate(settings)
         self._health = GPUHealth(
-            resolve_device(config.engine.device),
-            timeout_s=config.engine.health_timeout_s,
+            resolve_device(engine.device),
+            timeout_s=engine.health_timeout_s,
             startup=health_startup,
             tick=health_tick,
         )
         self._health.check_startup()
-        self._engine = InferenceEngine.from_config(
-            load_model(config.model), config.engine, config.model.inputs, config.warmup
-        )
+        self._engine = InferenceEngine.from_config(load_model(model), engine, model.inputs, warmup)
         self._max_batch_frames = DEFAULT.max_batch_frames
         self._metrics = PeakNetMetrics()
         context = serve.get_replica_context()
         self._replica = context.replica_id.unique_id
-        self._profiler = BatchProfiler(config.profiling, name=self._replica)
-        self._warmup_s = self._engine.warmup_all(config.warmup)
+        self._profiler = BatchProfiler(profiling, name=self._replica)
+        self._warmup_s = self._engine.warmup_all(warmup)
         self._board = status_board(context.app_name)
         self._poster = asyncio.get_running_loop().create_task(self._post_gpu(), name="post-gpu")
         logger.info(

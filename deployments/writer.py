@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 import ray
 from ray import serve
 
 from deployments.metrics import WriterMetrics
-from peaknet_serve.config import ServiceConfig
+from peaknet_serve.cxi.config import CXIConfig
 from peaknet_serve.cxi.recovery import Liveness
+from peaknet_serve.peaks import HitConfig, PeaksConfig
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.wire import FrameBatch
@@ -26,17 +26,24 @@ class PeakFinderWriter:
 
     A write that fails comes back as ``BatchOutcome.write_error`` (the ingress retries it); the
     replica itself stays up and reports the problem in ``status``.
+
+    Args:
+        peaks, hits: how peaks are found in a mask and which frames are hits.
+        output: where and how the CXI files are written.
     """
 
-    def __init__(self, settings: dict[str, Any]) -> None:
-        config = ServiceConfig.model_validate(settings)
+    def __init__(self, *, peaks: PeaksConfig, hits: HitConfig, output: CXIConfig) -> None:
         replica_id = serve.get_replica_context().replica_id
         writer_id = replica_id.unique_id
         self._stage = PeakStage(
-            config, writer_id=writer_id, alive=_replica_alive(replica_id.to_full_id_str())
+            peaks,
+            hits,
+            output,
+            writer_id=writer_id,
+            alive=_replica_alive(replica_id.to_full_id_str()),
         )
         self._metrics = WriterMetrics()
-        logger.info("writer %s writes under %s", writer_id, config.output.output_dir)
+        logger.info("writer %s writes under %s", writer_id, output.output_dir)
 
     def process(
         self,

@@ -81,7 +81,7 @@ def main() -> int:
     for old in (out / "cxi").glob("*.cxi"):
         old.unlink()
     start = time.perf_counter()
-    stage = PeakStage(config, writer_id="bench")
+    stage = PeakStage(config.peaks, config.hits, config.output, writer_id="bench")
     hits = 0
     with LocalPipeline(config) as pipeline:
         for first in range(0, len(frames), 4):

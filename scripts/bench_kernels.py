@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402  (the shared helpers: frames, timing, engine driver, profiles)
@@ -51,6 +50,7 @@ from peaknet_serve.model import (  # noqa: E402
     prepare_batch,
 )
 from peaknet_serve.model.backbone import Block  # noqa: E402
+from peaknet_serve.model.peaknet import reference_forward  # noqa: E402
 
 STAGES = [(96, 4), (192, 8), (384, 16), (768, 32)]
 """(channels, stride) of the standard preset's four backbone stages."""
@@ -76,23 +76,6 @@ def _unfolded_bifpn() -> Iterator[None]:
         yield
     finally:
         bifpn.DepthwiseSeparableConv2d.forward = saved
-
-
-def reference_head_order(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """PeakNet's head as before issue 16: every branch upsampled to stride 4, summed, then the
-    1x1 conv (run inside ``_unfolded_bifpn`` for the BiFPN as before too)."""
-    features = model.backbone(x)
-    levels = [a(f) for a, f in zip(model.backbone_to_bifpn, features, strict=True)]
-    levels = model.bifpn(levels)
-    fused = None
-    for lateral, level in zip(model.seg_lateral_layers[::-1], levels[::-1], strict=True):
-        y = level
-        for layer in lateral.layers:
-            y = layer(y)
-            if lateral is not model.seg_lateral_layers[0]:
-                y = bifpn.resize(y, 2.0)
-        fused = y if fused is None else fused + y
-    return bifpn.resize(model.head_segmask(fused), 4.0)
 
 
 def _random_block(channels: int, dtype: torch.dtype) -> Block:
@@ -175,7 +158,7 @@ def _check(args: argparse.Namespace) -> None:
         reference = predict_mask(base, frames, InputConfig(), torch.float32)
         with _unfolded_bifpn():
             xin, box = prepare_batch(frames, InputConfig(), torch.float32)
-            before = crop(mask_from_logits(reference_head_order(base, xin)), box)
+            before = crop(mask_from_logits(reference_forward(base, xin)), box)
         equal = float((reference == before).float().mean())
         row("check", "fp32 masks == fp32 masks of the code before", equal, f"{side}x{side}")
         assert equal >= 0.9999, equal
@@ -233,7 +216,7 @@ def _model_variants(args: argparse.Namespace) -> dict[str, tuple[Callable, bool]
     variants: dict[str, tuple[Callable, bool]] = {}
     if args.before:
         variants["before: ref. head, cuDNN dwconv, no fold"] = (
-            lambda x: reference_head_order(base, x),
+            lambda x: reference_forward(base, x),
             True,
         )
     for stages in dict.fromkeys([args.stages, ALL_STAGES]):

@@ -169,7 +169,7 @@ def bench_engine(args: argparse.Namespace, shape: tuple[int, int], batch: int) -
 def bench_agreement(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
     """Fraction of pixels where bf16/fp16 masks equal fp32 masks: random-init --preset on
     synthetic frames, then the shipped demo model on synthetic hits (what it was trained on)."""
-    from peaknet_serve.config import ModelSection
+    from peaknet_serve.model.section import ModelSection
     from peaknet_serve.pipeline import load_model
     from peaknet_serve.synthetic import SyntheticFrames
 

@@ -69,8 +69,8 @@ def _service_run(
     """One service run the way an operator starts it: frames/s settled in steady state."""
     import httpx
 
-    from peaknet_serve.cxi.inspect_cli import summarize
-    from peaknet_serve.status_cli import settled
+    from peaknet_serve.cli.inspect import summarize
+    from peaknet_serve.cli.status import settled
 
     workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
     config_path = os.path.join(workdir, "service.yaml")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from peaknet_serve.config import ServiceConfig
 from peaknet_serve.peaks import Peaks, PeaksConfig, find_peaks
+from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.wire import FrameBatch
 
 
@@ -20,6 +22,11 @@ def config(out: Path, *, events_per_file: int = 5, min_peaks: int = 0) -> Servic
             "output": {"output_dir": str(out), "events_per_file": events_per_file},
         }
     )
+
+
+def make_stage(settings: ServiceConfig, **kwargs: Any) -> PeakStage:
+    """A PeakStage of ``settings``' peaks, hits and output, as the writer deployment makes one."""
+    return PeakStage(settings.peaks, settings.hits, settings.output, **kwargs)
 
 
 def batch(first: int, n: int = 3, *, shape=(16, 16)) -> FrameBatch:

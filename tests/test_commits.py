@@ -19,15 +19,14 @@ from peaknet_serve import cli
 from peaknet_serve.cxi import CXIWriter
 from peaknet_serve.cxi.format import COMMITTED_EVENTS, batch_records
 from peaknet_serve.cxi.recovery import process_alive, recover_orphans
-from peaknet_serve.service.stage import PeakStage
-from tests.stage_helpers import batch, config, masks_for, one_peak, timestamps
+from tests.stage_helpers import batch, config, make_stage, masks_for, one_peak, timestamps
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
 def _die_mid_file(out: str) -> None:
     """A writer process that commits two batches, half-writes a third, and is killed."""
-    stage = PeakStage(config(Path(out), events_per_file=100), writer_id="dead")
+    stage = make_stage(config(Path(out), events_per_file=100), writer_id="dead")
     for first, batch_id in ((0, "a"), (3, "b")):
         frames = batch(first)
         stage.process(masks_for(frames), frames, batch_id=batch_id)
@@ -50,7 +49,7 @@ def test_the_file_of_a_killed_writer_is_trimmed_to_what_it_committed_and_renamed
     child.join(60)
     assert child.exitcode == -9
     assert len(list(out.glob("*.cxi.inprogress"))) == 1
-    survivor = PeakStage(config(out), writer_id="alive")  # recovers at start
+    survivor = make_stage(config(out), writer_id="alive")  # recovers at start
     assert not list(out.glob("*.inprogress"))
     assert timestamps(out) == list(range(6))  # batches a and b; the half-written one is gone
     # the retry of committed batch "b" is answered from the dead writer's file, not rewritten
@@ -67,7 +66,7 @@ def test_the_file_of_a_killed_writer_is_trimmed_to_what_it_committed_and_renamed
 def _write_until_killed(out: str, writer_id: str, acked) -> None:
     """A writer that writes batches of three frames as fast as it can, reporting each batch
     it acknowledged, until it is killed."""
-    stage = PeakStage(config(Path(out), events_per_file=7), writer_id=writer_id)
+    stage = make_stage(config(Path(out), events_per_file=7), writer_id=writer_id)
     for n in range(10_000):
         frames = batch(1000 * (1 + int(writer_id[1:])) + 3 * n, shape=(64, 64))
         stage.process(masks_for(frames), frames, batch_id=f"{writer_id}-{n}")
@@ -94,7 +93,7 @@ def test_writers_killed_mid_batch_leave_exactly_what_they_acknowledged(tmp_path:
     while not acked.empty():
         firsts.add(acked.get(timeout=5))
     acknowledged = sorted(t for first in firsts for t in range(first, first + 3))
-    survivor = PeakStage(config(out), writer_id="survivor")  # recovers at start
+    survivor = make_stage(config(out), writer_id="survivor")  # recovers at start
     survivor.close()
     assert not list(out.glob("*.inprogress"))
     assert not list(out.glob("*.unreadable"))
@@ -174,7 +173,7 @@ def test_a_batch_two_writers_wrote_at_once_keeps_its_events_once(tmp_path: Path)
     first = SPAWN.Process(target=_write_x_slowly, args=(str(out), ready, go))
     first.start()
     assert ready.wait(60)
-    second = PeakStage(config(out), writer_id="second")
+    second = make_stage(config(out), writer_id="second")
     frames = batch(0)  # Ray Serve resends "x" while the first writer still writes it
     assert second.process(masks_for(frames), frames, batch_id="x").writer_id == "second"
     go.set()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peaknet_serve.config import BatchingConfig, ServiceConfig, load_service_config
+from peaknet_serve.config import ServiceConfig, load_service_config
+from peaknet_serve.engine.config import BatchingConfig
 from peaknet_serve.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

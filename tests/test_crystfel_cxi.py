@@ -153,7 +153,7 @@ def test_simulated_lysozyme_through_the_service_path_is_indexed(crystfel, tmp_pa
     })
     with LocalPipeline(config) as pipeline:
         masks = pipeline.masks(images)
-    stage = PeakStage(config, writer_id="w")
+    stage = PeakStage(config.peaks, config.hits, config.output, writer_id="w")
     batch = FrameBatch(images=images, original_shape=None, metadata={
         "photon_energy_ev": np.full(4, 9500.0), "timestamp": np.arange(4, dtype=np.uint64)})
     outcome = stage.process(masks, batch)

@@ -17,7 +17,7 @@ from peaknet_serve.peaks import Peaks
 @pytest.fixture(autouse=True)
 def _subcommands(monkeypatch) -> None:
     monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cxi.geom_cli")
-    monkeypatch.setitem(cli.SUBCOMMANDS, "inspect", "peaknet_serve.cxi.inspect_cli")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "inspect", "peaknet_serve.cli.inspect")
 
 
 def _peaks(n: int, panel: int = 0) -> Peaks:

@@ -25,7 +25,7 @@ GEOMETRY_DIR = Path(__file__).parent / "data" / "geometry"
 @pytest.fixture(autouse=True)
 def _subcommands(monkeypatch) -> None:
     monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cxi.geom_cli")
-    monkeypatch.setitem(cli.SUBCOMMANDS, "inspect", "peaknet_serve.cxi.inspect_cli")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "inspect", "peaknet_serve.cli.inspect")
 
 
 def _peaks(n: int) -> Peaks:

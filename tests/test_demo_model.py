@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from peaknet_serve.accuracy import score
-from peaknet_serve.config import ModelSection, builtin_weights_path, load_service_config
+from peaknet_serve.config import load_service_config
 from peaknet_serve.errors import ConfigError
+from peaknet_serve.model.section import ModelSection, builtin_weights_path
 from peaknet_serve.peaks import is_hit
 from peaknet_serve.pipeline import LocalPipeline
 from peaknet_serve.synthetic import SyntheticFrames

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from peaknet_serve.config import ModelSection
 from peaknet_serve.engine import EngineConfig, InferenceEngine
 from peaknet_serve.engine.aot import AotBuildError
 from peaknet_serve.model import InputConfig, predict_mask
+from peaknet_serve.model.section import ModelSection
 from peaknet_serve.pipeline import load_model
 from peaknet_serve.synthetic import SyntheticFrames
 

@@ -204,7 +204,9 @@ class _FakeService:
         return self
 
     def _pump(self) -> None:
-        stage = PeakStage(self.config, writer_id="fake")
+        stage = PeakStage(
+            self.config.peaks, self.config.hits, self.config.output, writer_id="fake"
+        )
         while not self._stop.is_set():
             try:
                 batch = decode_message(self._sock.recv())

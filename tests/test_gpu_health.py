@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from peaknet_serve.config import ServiceConfig
 from peaknet_serve.engine import GPUHealth, GPUHealthError, is_device_error
 
 CPU = torch.device("cpu")
@@ -64,12 +65,18 @@ def test_is_device_error() -> None:
     assert not is_device_error(ValueError("CUDA error"))
 
 
-def _settings(**engine: Any) -> dict[str, Any]:
-    return {
-        "model": {"preset": "peaknet-demo", "weights": "builtin:peaknet-demo"},
-        "engine": {"device": "cpu", "batch_buckets": [1, 2], **engine},
-        "warmup": {"frame_shapes": [[48, 64], [2, 32, 32]], "batch_sizes": [2]},
-    }
+def _sections(**engine: Any) -> dict[str, Any]:
+    """The PeakNet deployment's sections, as ``build_app`` hands them over."""
+    from deployments.app import deployment_sections
+
+    config = ServiceConfig.model_validate(
+        {
+            "model": {"preset": "peaknet-demo", "weights": "builtin:peaknet-demo"},
+            "engine": {"device": "cpu", "batch_buckets": [1, 2], **engine},
+            "warmup": {"frame_shapes": [[48, 64], [2, 32, 32]], "batch_sizes": [2]},
+        }
+    )
+    return deployment_sections(config)["PeakNet"]
 
 
 def test_replica_with_a_broken_gpu_fails_in_serve(ray_cluster: dict[str, str]) -> None:
@@ -80,7 +87,7 @@ def test_replica_with_a_broken_gpu_fails_in_serve(ray_cluster: dict[str, str]) -
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # probes travel by value
     serve.start(http_options={"host": "127.0.0.1", "port": int(ray_cluster["http_port"])})
     app = PeakNet.options(max_constructor_retry_count=1, ray_actor_options={"num_cpus": 0.5}).bind(
-        _settings(), health_startup=broken_gpu
+        **_sections(), health_startup=broken_gpu
     )
     try:
         with pytest.raises(RuntimeError, match="sick-gpu failed"):
@@ -98,7 +105,7 @@ def test_replica_is_ready_only_with_its_shapes_warm(ray_cluster: dict[str, str])
     from deployments.peaknet import PeakNet
 
     serve.start(http_options={"host": "127.0.0.1", "port": int(ray_cluster["http_port"])})
-    app = PeakNet.options(ray_actor_options={"num_cpus": 0.5}).bind(_settings())
+    app = PeakNet.options(ray_actor_options={"num_cpus": 0.5}).bind(**_sections())
     try:
         handle = serve.run(app, name="warm-gpu", route_prefix=None)
         assert handle.ready.remote().result(timeout_s=30) is True

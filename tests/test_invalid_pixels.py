@@ -295,7 +295,8 @@ def test_resolution_limits_on_panel_stacks_are_refused_or_reach_last_error(tmp_p
     masks[..., 6:9, 6:9] = 1
     images[..., 6:9, 6:9] = 100.0
     batch = FrameBatch(images=images, metadata={}, original_shape=None)
-    outcome = PeakStage(config, writer_id="w").process(masks, batch)
+    stage = PeakStage(config.peaks, config.hits, config.output, writer_id="w")
+    outcome = stage.process(masks, batch)
     assert outcome.failed == {"peak_finding": 2}
     assert "min_res/max_res need a 2-D frame" in outcome.error
     ledger = FrameLedger()

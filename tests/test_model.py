@@ -21,6 +21,7 @@ from peaknet_serve.model import (
     load_preset,
     preset_names,
 )
+from peaknet_serve.model.peaknet import reference_forward
 
 GOLDEN = Path(__file__).parent / "data" / "peaknet_small_b2_64x96.npz"
 TOLERANCE = 1e-4
@@ -180,23 +181,6 @@ def test_public_names_are_exported() -> None:
         assert hasattr(model_pkg, name), name
 
 
-def reference_head_order(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """PeakNet as the reference computes it: every branch upsampled to stride 4, summed
-    coarsest first, then head_segmask (1x1 conv), then x4."""
-    features = model.backbone(x)
-    levels = [a(f) for a, f in zip(model.backbone_to_bifpn, features, strict=True)]
-    levels = model.bifpn(levels)
-    fused = None
-    for lateral, level in zip(model.seg_lateral_layers[::-1], levels[::-1], strict=True):
-        y = level
-        for layer in lateral.layers:
-            y = layer(y)
-            if lateral is not model.seg_lateral_layers[0]:
-                y = bifpn.resize(y, 2.0)
-        fused = y if fused is None else fused + y
-    return bifpn.resize(model.head_segmask(fused), 4.0)
-
-
 def test_head_segmask_before_the_last_upsample_equals_the_reference_order() -> None:
     torch.manual_seed(3)
     model = build_peaknet(load_preset("peaknet-demo")).eval()
@@ -205,7 +189,7 @@ def test_head_segmask_before_the_last_upsample_equals_the_reference_order() -> N
             param.copy_(torch.randn_like(param) * 0.2 + (1.0 if param.ndim == 1 else 0.0))
         x = torch.randn(2, 1, 96, 160)
         ours = model(x)
-        reference = reference_head_order(model, x)
+        reference = reference_forward(model, x)
     assert ours.shape == reference.shape == (2, 2, 96, 160)
     assert reference.std() > 0.1  # not a degenerate network
     assert relative_error(ours, reference) < 1e-5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -256,6 +258,32 @@ def test_hit_rule_is_inclusive() -> None:
     config = HitConfig(min_peaks=10, max_peaks=20)
     assert [is_hit(n, config) for n in (9, 10, 20, 21)] == [False, True, True, False]
     assert is_hit(10) and not is_hit(9)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        (HitConfig, {"min_peaks": 5, "max_peaks": 4}, "max_peaks must be >= min_peaks"),
+        (PeaksConfig, {"min_pixels": 9, "max_pixels": 5}, "max_pixels must be >= min_pixels"),
+        (PeaksConfig, {"min_res": 5, "max_res": 5}, "max_res must be > min_res (or null)"),
+        (
+            PeaksConfig,
+            {"flag_lessthan": 3, "flag_morethan": 2},
+            "flag_morethan must be >= flag_lessthan (or null): no pixel would be valid",
+        ),
+    ],
+)
+def test_limits_out_of_order_are_named(section, values, message) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        section(**values)
+    low, high = values
+    assert getattr(section(**{low: values[low]}), low) == values[low]  # one limit alone: fine
+    equal = {low: values[low], high: values[low]}
+    if "max_res" in values:
+        with pytest.raises(ValidationError):
+            section(**equal)
+    else:
+        assert section(**equal)
 
 
 def test_configs_reject_bad_values() -> None:

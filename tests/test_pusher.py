@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from peaknet_serve import cli, pusher
+from peaknet_serve import cli
+from peaknet_serve.cli import push as push_cli
 from peaknet_serve.errors import ConfigError, PeakNetServeError
 from peaknet_serve.pusher import push_frames
 from peaknet_serve.wire import FrameBatch, SourceConfig, decode_message, make_source
@@ -40,7 +41,7 @@ async def receive_all(address: str, transport: str, frames: int) -> list[FrameBa
 
 
 def test_cli_push_sends_panels_and_writes_jsonl_truth(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setitem(cli.SUBCOMMANDS, "push", "peaknet_serve.pusher")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "push", "peaknet_serve.cli.push")
     address = free_address()
     truth = tmp_path / "truth.jsonl"
     argv = [
@@ -118,7 +119,7 @@ def test_cli_cycle_repeats_images_under_new_timestamps() -> None:
 
     async def scenario() -> list[FrameBatch]:
         results = await asyncio.gather(
-            asyncio.to_thread(pusher.run, args), receive_all(address, "nng", 6)
+            asyncio.to_thread(push_cli.run, args), receive_all(address, "nng", 6)
         )
         assert results[0] == 0
         return results[1]
@@ -183,12 +184,12 @@ def test_rate_limits_the_send_speed() -> None:
 
 def test_run_reports_errors_with_exit_code_1() -> None:
     parser = argparse.ArgumentParser()
-    pusher.add_arguments(parser)
+    push_cli.add_arguments(parser)
     args = parser.parse_args(
         ["--address", free_address(), "--connect-timeout", "0.2", "--frames", "1", "--no-progress"]
     )
-    assert pusher.run(args) == 1
-    assert pusher.run(parser.parse_args(["--shape", "4"])) == 1
+    assert push_cli.run(args) == 1
+    assert push_cli.run(parser.parse_args(["--shape", "4"])) == 1
 
 
 @pytest.mark.parametrize(

@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from peaknet_serve.config import IngressConfig
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.live import summarize_batch
 from peaknet_serve.peaks import Judged, PeaksConfig, PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.config import IngressConfig
 from peaknet_serve.service.outcome import BatchOutcome
-from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.routing import BatchRouter
 from peaknet_serve.service.screen import MaskedPixelMetrics
-from peaknet_serve.wire import FrameBatch
+from peaknet_serve.wire import FrameBatch, Quarantine
 from tests.stage_helpers import batch, one_peak
 
 
@@ -73,7 +72,7 @@ def router(
         ledger=ledger,
         screen=PixelScreen(PeaksConfig(), bad_pixels=bad_pixels),
         masked=MaskedPixelMetrics(CollectorRegistry()),
-        quarantine=BatchQuarantine(tmp_path / "batches"),
+        quarantine=Quarantine(tmp_path / "batches"),
         stopping=lambda: stopping,
     ), ledger
 

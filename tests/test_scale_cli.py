@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from peaknet_serve import cli, scale_cli
+from peaknet_serve import cli
+from peaknet_serve.cli import scale as scale_cli
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.pusher import push_frames
 from tests.conftest import free_port
@@ -180,7 +181,7 @@ def fake_dashboard() -> Iterator[dict[str, Any]]:
 
 
 def main_with_scale(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setitem(cli.SUBCOMMANDS, "scale", "peaknet_serve.scale_cli")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "scale", "peaknet_serve.cli.scale")
     return cli.main(argv)
 
 

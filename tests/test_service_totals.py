@@ -10,8 +10,6 @@ import numpy as np
 from peaknet_serve.cxi import CXIConfig, CXIWriter
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.service.accounting import FrameLedger
-from peaknet_serve.service.quarantine import BatchQuarantine
-from peaknet_serve.service.stage import PeakStage
 from peaknet_serve.service.totals import (
     BUFFERED,
     OPEN_BATCHES,
@@ -22,7 +20,7 @@ from peaknet_serve.service.totals import (
     service_totals,
 )
 from peaknet_serve.wire import FrameBatch, Quarantine
-from tests.stage_helpers import batch, config, masks_for, one_peak
+from tests.stage_helpers import batch, config, make_stage, masks_for, one_peak
 
 
 def ledger(received: int, hits: int, non_hits: int, failed: int) -> dict:
@@ -108,11 +106,22 @@ def test_the_message_quarantine_bound_counts_files_on_disk_across_instances(
 
 def test_the_batch_quarantine_bound_counts_files_on_disk_across_instances(tmp_path: Path) -> None:
     batch = FrameBatch(images=np.zeros((2, 8, 8), np.float32), metadata={})
-    assert BatchQuarantine(tmp_path, max_files=1).save(batch, reason="write", message="m")
-    assert BatchQuarantine(tmp_path, max_files=1).save(batch, reason="write", message="m") is None
+    assert Quarantine(tmp_path, max_files=1).save_batch(batch, reason="write", message="m")
+    assert Quarantine(tmp_path, max_files=1).save_batch(batch, reason="write", message="m") is None
     assert (
-        BatchQuarantine(tmp_path / "b", max_bytes=100).save(batch, reason="w", message="") is None
+        Quarantine(tmp_path / "b", max_bytes=100).save_batch(batch, reason="w", message="") is None
     )
+
+
+def test_messages_and_batches_kept_in_one_directory_share_its_bounds(tmp_path: Path) -> None:
+    batch = FrameBatch(images=np.zeros((2, 8, 8), np.float32), metadata={})
+    quarantine = Quarantine(tmp_path, max_files=2)
+    assert quarantine.save(b"m" * 10, DecodeError("bad", reason="corrupt"))
+    assert quarantine.save_batch(batch, reason="write", message="m")
+    assert quarantine.save(b"n", "late") is None
+    assert quarantine.save_batch(batch, reason="write", message="m") is None
+    assert (quarantine.saved, quarantine.skipped) == (2, 2)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".bin", ".json", ".json", ".npz"]
 
 
 def test_a_dead_replicas_open_batches_committed_by_writers_count_as_written(
@@ -120,7 +129,7 @@ def test_a_dead_replicas_open_batches_committed_by_writers_count_as_written(
 ) -> None:
     """Frames stay in flight until the writers' files are read, then move once: what a writer
     committed is written or judged, the rest of what the replica held is lost."""
-    stage = PeakStage(config(tmp_path, min_peaks=1), writer_id="w1")
+    stage = make_stage(config(tmp_path, min_peaks=1), writer_id="w1")
     frames = batch(0, 8)
     frames.images[:3, 4:6, 4:6] += 100.0  # a bright peak in three frames: hits
     masks = masks_for(frames)

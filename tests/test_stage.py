@@ -15,8 +15,7 @@ import pytest
 from peaknet_serve.cxi.format import BATCHES_PATH, EVENT_BATCH_PATH, batch_records
 from peaknet_serve.peaks import Judged, PeaksConfig
 from peaknet_serve.service.judge import BatchJudge
-from peaknet_serve.service.stage import PeakStage
-from tests.stage_helpers import batch, config, masks_for, timestamps
+from tests.stage_helpers import batch, config, make_stage, masks_for, timestamps
 
 
 def test_the_judge_keeps_batch_order_and_counts_a_frame_it_cannot_judge(
@@ -49,7 +48,7 @@ def test_a_batch_that_cannot_be_written_is_handed_back_and_written_once_the_disk
 ) -> None:
     out = tmp_path / "out"
     out.write_text("a file where the output directory should be")  # root ignores chmod
-    stage = PeakStage(config(out), writer_id="w0")
+    stage = make_stage(config(out), writer_id="w0")
     frames = batch(100)
     failed = stage.process(masks_for(frames), frames, batch_id="b1")
     assert failed.write_error is not None and failed.frames == 0
@@ -68,7 +67,7 @@ def test_a_directory_removed_mid_run_is_recreated_and_nothing_is_written_twice(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    stage = PeakStage(config(out, events_per_file=4), writer_id="w0")
+    stage = make_stage(config(out, events_per_file=4), writer_id="w0")
     first = batch(0, 4)  # fills and closes file 0
     assert stage.process(masks_for(first), first, batch_id="a").hits == 4
     moved = tmp_path / "moved"
@@ -84,8 +83,8 @@ def test_a_batch_sent_to_a_second_writer_after_the_first_wrote_it_is_written_onc
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    first = PeakStage(config(out), writer_id="first")
-    second = PeakStage(config(out), writer_id="second")
+    first = make_stage(config(out), writer_id="first")
+    second = make_stage(config(out), writer_id="second")
     frames = batch(0)
     assert first.process(masks_for(frames), frames, batch_id="x").hits == 3
     again = second.process(masks_for(frames), frames, batch_id="x")  # as Ray Serve resends
@@ -98,7 +97,7 @@ def test_a_batch_sent_to_a_second_writer_after_the_first_wrote_it_is_written_onc
 
 def test_every_event_carries_its_batch_id_and_each_batch_its_outcome(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    stage = PeakStage(config(out, events_per_file=4, min_peaks=1), writer_id="w0")
+    stage = make_stage(config(out, events_per_file=4, min_peaks=1), writer_id="w0")
     for first, batch_id in ((0, "a"), (3, "b")):
         frames = batch(first, 3)
         frames.images[:2, 4:6, 4:6] += 100.0  # two hits, one non-hit per batch
@@ -114,7 +113,7 @@ def test_every_event_carries_its_batch_id_and_each_batch_its_outcome(tmp_path: P
 
 def test_a_writer_of_non_hits_only_leaves_no_empty_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    stage = PeakStage(config(out, min_peaks=1), writer_id="w0")
+    stage = make_stage(config(out, min_peaks=1), writer_id="w0")
     frames = batch(0, 3)
     assert stage.process(np.zeros_like(masks_for(frames)), frames, batch_id="n").non_hits == 3
     assert len(list(out.glob("*.cxi.inprogress"))) == 1  # the batch is on record meanwhile
@@ -131,8 +130,8 @@ def test_writing_needs_no_flock_on_the_output_file_system(
     monkeypatch.setattr(fcntl, "flock", no_flock)
     monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "TRUE")  # the writer opens its files without
     out = tmp_path / "out"
-    first = PeakStage(config(out), writer_id="w0")
-    second = PeakStage(config(out), writer_id="w1")
+    first = make_stage(config(out), writer_id="w0")
+    second = make_stage(config(out), writer_id="w1")
     frames = batch(0)
     outcome = first.process(masks_for(frames), frames, batch_id="x")
     assert (outcome.hits, outcome.write_error) == (3, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peaknet_serve.status_cli import settled
+from peaknet_serve.cli.status import settled
 
 
 def test_settled_counts_every_ingress_when_the_answer_adds_them_up() -> None:

@@ -15,29 +15,22 @@ import pytest
 from peaknet_serve.errors import DecodeError
 from peaknet_serve.wire import crafted, decode_message
 from peaknet_serve.wire.config import DecodeConfig
-from peaknet_serve.wire.crafted import good_message, raw_hdf5
+from peaknet_serve.wire.crafted import (
+    chunk_bomb,
+    good_message,
+    long_strings,
+    many_fields,
+    raw_chunks,
+    raw_hdf5,
+    tiny_chunks,
+)
 
 CAP = DecodeConfig(max_decoded_bytes=1 << 20)  # 1 MiB: small bombs show the same thing
 
 
-def chunk_bomb(chunk: tuple[int, ...]) -> bytes:
-    """A (2, 1, 64, 64) float32 image (32 kB declared) stored in gzip chunks of ``chunk``,
-    each written as one compressed block of zeros: HDF5 inflates a whole chunk to read it."""
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        dset = handle.create_dataset(
-            "/data/data",
-            shape=(2, 1, 64, 64),
-            maxshape=(None, 1, None, None),
-            chunks=chunk,
-            dtype="float32",
-            compression="gzip",
-        )
-        blob = zlib.compress(bytes(int(np.prod(chunk)) * 4), 1)
-        for i in range(2):
-            dset.id.write_direct_chunk((i, 0, 0, 0), blob)
-        handle.create_dataset("/data/timestamp", data=np.arange(2, dtype=np.uint64))
-    return buffer.getvalue()
+def zeros_bomb(chunk: tuple[int, ...]) -> bytes:
+    """``chunk_bomb`` whose chunks are each one compressed block of zeros (decodable)."""
+    return chunk_bomb(chunk, zlib.compress(bytes(int(np.prod(chunk)) * 4), 1))
 
 
 def reason(message: bytes, config: DecodeConfig | None = None) -> str:
@@ -47,17 +40,11 @@ def reason(message: bytes, config: DecodeConfig | None = None) -> str:
 
 
 def test_a_dataset_in_chunks_bigger_than_the_cap_is_refused_before_it_is_inflated() -> None:
-    bomb = chunk_bomb((1, 1, 1024, 1024))  # 4 MiB per chunk, 32 kB declared
+    bomb = zeros_bomb((1, 1, 1024, 1024))  # 4 MiB per chunk, 32 kB declared
     assert len(bomb) < 64 << 10
     assert reason(bomb, CAP) == "too_large_chunk"
-    batch = decode_message(chunk_bomb((1, 1, 64, 64)), CAP)  # one event per chunk: fine
+    batch = decode_message(zeros_bomb((1, 1, 64, 64)), CAP)  # one event per chunk: fine
     assert batch.images.shape == (2, 64, 64)
-
-
-def many_fields(n: int) -> bytes:
-    fields = {"/data/data": np.zeros((2, 1, 16, 16), "f4")}
-    fields |= {f"/m/{i}": np.zeros(2, "u1") for i in range(n)}
-    return raw_hdf5(fields)
 
 
 def test_a_message_with_too_many_datasets_is_refused_before_they_are_read() -> None:
@@ -123,16 +110,6 @@ def test_a_big_endian_float32_image_decodes_to_native_values(fmt: str) -> None:
     np.testing.assert_array_equal(batch.images, images[:, 0])
 
 
-def tiny_chunks(shape: tuple[int, ...], chunk: tuple[int, ...]) -> bytes:
-    """An image of ``shape`` uint16 declared in chunks of ``chunk``, one pixel written: a few kB."""
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        dset = handle.create_dataset("/data/data", shape=shape, chunks=chunk, dtype="uint16")
-        dset[0, 0, 0, 0] = 7
-        handle.create_dataset("/data/timestamp", data=np.arange(shape[0], dtype=np.uint64))
-    return buffer.getvalue()
-
-
 def test_a_dataset_in_a_million_tiny_chunks_is_refused_before_it_is_read() -> None:
     bomb = tiny_chunks((16, 1, 256, 256), (1, 1, 1, 1))  # 1M chunks: HDF5 took 4 GB to read it
     assert len(bomb) < 16 << 10
@@ -144,31 +121,17 @@ def test_a_dataset_in_a_million_tiny_chunks_is_refused_before_it_is_read() -> No
     assert batch.images.shape == (2, 64, 64) and batch.images[0, 0, 0] == 7
 
 
-def overlong_chunk(filters: dict, stream: bytes) -> bytes:
-    """A (2, 1, 64, 64) float32 image in honest one-event chunks (16 kB) whose stored chunks are
-    ``stream``, written raw under the dataset's ``filters``."""
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        dset = handle.create_dataset(
-            "/data/data", shape=(2, 1, 64, 64), chunks=(1, 1, 64, 64), dtype="float32", **filters
-        )
-        for i in range(2):
-            dset.id.write_direct_chunk((i, 0, 0, 0), stream)
-        handle.create_dataset("/data/timestamp", data=np.arange(2, dtype=np.uint64))
-    return buffer.getvalue()
-
-
 def test_a_gzip_chunk_that_inflates_past_its_chunk_is_refused_before_hdf5_inflates_it() -> None:
     # 64 MiB of zeros in a 64 kB zlib stream, for a 16 kB chunk: HDF5's deflate filter grows its
     # buffer until the stream ends (1 GiB of it took 2.1 GB of RSS).
     stream = zlib.compress(bytes(64 << 20), 9)
-    assert reason(overlong_chunk({"compression": "gzip"}, stream)) == "overlong_chunk"
+    assert reason(raw_chunks({"compression": "gzip"}, stream)) == "overlong_chunk"
     assert (
-        reason(overlong_chunk({"compression": "gzip", "shuffle": True, "fletcher32": True}, stream))
+        reason(raw_chunks({"compression": "gzip", "shuffle": True, "fletcher32": True}, stream))
         == "overlong_chunk"
     )
     honest = zlib.compress(np.full((64, 64), 2.5, np.float32).tobytes())
-    batch = decode_message(overlong_chunk({"compression": "gzip"}, honest))
+    batch = decode_message(raw_chunks({"compression": "gzip"}, honest))
     assert batch.images.shape == (2, 64, 64) and float(batch.images[1, 5, 5]) == 2.5
 
 
@@ -189,25 +152,12 @@ def test_a_plugin_chunk_that_decodes_past_its_chunk_is_refused(name: str) -> Non
             "x", data=np.zeros(1 << 20, "f4"), chunks=(1 << 20,), **filters
         )
         stream = dset.id.read_direct_chunk((0,))[1]
-    assert reason(overlong_chunk(dict(filters), stream)) == "overlong_chunk"
+    assert reason(raw_chunks(dict(filters), stream)) == "overlong_chunk"
     honest = io.BytesIO()
     with h5py.File(honest, "w") as handle:
         image = np.random.default_rng(2).random((2, 1, 64, 64), dtype=np.float32)
         handle.create_dataset("/data/data", data=image, chunks=(1, 1, 64, 64), **filters)
     np.testing.assert_array_equal(decode_message(honest.getvalue()).images, image[:, 0])
-
-
-def long_strings(events: int, longest: int) -> bytes:
-    """``events`` frames of 4x4 pixels with a variable-length string field, one element
-    ``longest`` characters long (the others empty)."""
-    notes = np.empty(events, dtype=object)
-    notes[:] = ""
-    notes[0] = "x" * longest
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        handle.create_dataset("/data/data", data=np.zeros((events, 1, 4, 4), "f4"))
-        handle.create_dataset("/data/note", data=notes, dtype=h5py.string_dtype())
-    return buffer.getvalue()
 
 
 def test_a_long_variable_length_string_is_charged_before_the_fixed_width_array_is_built() -> None:

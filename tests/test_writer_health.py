@@ -10,14 +10,14 @@ import pytest
 
 from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.outcome import BatchOutcome
-from peaknet_serve.service.quarantine import BatchQuarantine
+from peaknet_serve.wire import Quarantine
 from tests.stage_helpers import batch
 
 
 def test_batch_quarantine_keeps_frames_and_reason_up_to_its_cap(tmp_path: Path) -> None:
-    quarantine = BatchQuarantine(tmp_path, max_files=2)
+    quarantine = Quarantine(tmp_path, max_files=2)
     for i in range(3):
-        quarantine.save(batch(i), reason="replica_died", message="gone")
+        quarantine.save_batch(batch(i), reason="replica_died", message="gone")
     assert (quarantine.saved, quarantine.skipped) == (2, 1)
     [first, _] = sorted(tmp_path.glob("*.npz"))
     with np.load(first) as data:

@@ -111,10 +111,7 @@ def score(
     radius: float = DEFAULT_RADIUS,
     hits: HitConfig | None = None,
 ) -> Score:
-    """Recall, precision, position error and hit accuracy of ``found`` against ``truths``.
-
-    Config keys used: hits.min_peaks, hits.max_peaks.
-    """
+    """Recall, precision, position error and hit accuracy of ``found`` against ``truths``."""
     if len(truths) != len(found):
         raise ValueError(f"{len(truths)} truths but {len(found)} peak lists")
     matches = [match_frame(t, p, radius=radius) for t, p in zip(truths, found, strict=True)]

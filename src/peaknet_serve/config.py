@@ -1,18 +1,19 @@
-"""The service configuration: every section of the library, validated once at the edge.
+"""The service configuration: the library's sections, composed and validated once at the edge.
 
+Each section is defined by the package that uses it; this module only puts them together, checks
+what spans sections (a bad-pixel mask or a geometry against the warm-up shapes) and reads files.
 The same mapping is the ``args:`` of ``serve_config.yaml``'s application and the input of
 ``LocalPipeline.from_config``; errors name the section and the key, e.g. ``peaks.min_pixels``.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from peaknet_serve._section import Section
 from peaknet_serve.cxi.config import CXIConfig
@@ -20,141 +21,12 @@ from peaknet_serve.cxi.geometry import read_geometry
 from peaknet_serve.cxi.layout import PanelLayout
 from peaknet_serve.engine.config import EngineConfig, WarmupConfig
 from peaknet_serve.errors import ConfigError
-from peaknet_serve.model.config import InputConfig, PeakNetConfig
-from peaknet_serve.model.presets import load_preset, preset_names
+from peaknet_serve.model.section import ModelSection
 from peaknet_serve.peaks.badpixels import check_bad_pixel_mask
 from peaknet_serve.peaks.config import HitConfig, PeaksConfig
 from peaknet_serve.profiling import ProfilingConfig
+from peaknet_serve.service.config import IngressConfig
 from peaknet_serve.wire.config import DecodeConfig, SourceConfig
-
-BUILTIN_WEIGHTS_PREFIX = "builtin:"
-"""``weights: builtin:NAME`` names weights shipped in ``peaknet_serve/weights/NAME.safetensors``."""
-
-
-def builtin_weights_path(name: str) -> Path:
-    """Path of the shipped weights ``name`` (``peaknet-demo``: synthetic data only)."""
-    return Path(str(importlib.resources.files("peaknet_serve") / "weights" / f"{name}.safetensors"))
-
-
-class ModelSection(Section):
-    """Which PeakNet to run and with which weights.
-
-    A weights file is required: a missing one is an error, never a silently random model. Random
-    weights exist only for plumbing tests, and only when asked for with ``random_weights_seed``.
-    """
-
-    preset: str | None = Field(
-        default="peaknet-demo",
-        description="Named architecture from peaknet_serve/presets/*.yaml; null to use "
-        "'architecture' instead.",
-    )
-    architecture: PeakNetConfig | None = Field(
-        default=None, description="Explicit architecture keys; overrides 'preset' when given."
-    )
-    weights: Path | None = Field(
-        default=None,
-        description="State-dict file (.pt/.bin from torch.save, or .safetensors), or "
-        "'builtin:peaknet-demo' for the shipped demo weights (synthetic frames only).",
-    )
-    random_weights_seed: int | None = Field(
-        default=None,
-        description="Use random weights from this seed instead of a file (plumbing tests only: "
-        "the peaks found are meaningless).",
-    )
-    inputs: InputConfig = Field(
-        default_factory=InputConfig, description="Normalisation and padding of the frames."
-    )
-
-    @field_validator("weights", mode="before")
-    @classmethod
-    def _builtin_weights(cls, value: object) -> object:
-        if isinstance(value, str) and value.startswith(BUILTIN_WEIGHTS_PREFIX):
-            name = value.removeprefix(BUILTIN_WEIGHTS_PREFIX)
-            path = builtin_weights_path(name)
-            if not path.is_file():
-                raise ValueError(f"no built-in weights {name!r} (looked for {path})")
-            return path
-        return value
-
-    @model_validator(mode="after")
-    def _one_source_of_weights(self) -> ModelSection:
-        if self.architecture is None and self.preset is None:
-            raise ValueError("give 'preset' or 'architecture'")
-        if self.preset is not None and self.preset not in preset_names():
-            raise ValueError(f"unknown preset {self.preset!r}; known: {preset_names()}")
-        if (self.weights is None) == (self.random_weights_seed is None):
-            raise ValueError(
-                "give exactly one of 'weights' (a checkpoint file) or 'random_weights_seed' "
-                "(random weights, for plumbing tests only)"
-            )
-        return self
-
-    def resolve_architecture(self) -> PeakNetConfig:
-        if self.architecture is not None:
-            return self.architecture
-        assert self.preset is not None
-        return load_preset(self.preset)
-
-
-class IngressConfig(Section):
-    """How the ingress pulls and keeps batches moving (used by the Serve application)."""
-
-    max_in_flight_batches: int = Field(
-        default=4,
-        ge=1,
-        description="Batches sent on and not yet written; while full the socket is not read, so "
-        "the pusher blocks instead of anything being dropped.",
-    )
-    request_timeout_s: float = Field(
-        default=300.0, gt=0, description="Longest wait for one batch through model and writer."
-    )
-    max_retries: int = Field(
-        default=2, ge=0, description="Retries of a batch whose model or writer replica died."
-    )
-    drain_timeout_s: float = Field(
-        default=60.0, gt=0, description="On shutdown, how long to wait for batches in flight."
-    )
-    write_retry_timeout_s: float = Field(
-        default=120.0,
-        ge=0,
-        description="How long a batch whose write failed (disk full, permissions) is retried "
-        "before it is quarantined and counted failed; it holds its in-flight slot meanwhile, so "
-        "the pusher is slowed instead of frames piling up.",
-    )
-    write_retry_interval_s: float = Field(
-        default=2.0, gt=0, description="Wait between two attempts to write a batch."
-    )
-    quarantine_max_batches: int = Field(
-        default=100,
-        ge=0,
-        description="Failed batches saved raw (NPZ + reason) under quarantine_dir/batches; "
-        "past it they are only counted.",
-    )
-    quarantine_max_bytes: int = Field(
-        default=1024**3,
-        ge=0,
-        description="Most bytes of saved messages, and of saved batches, in quarantine_dir; "
-        "like the count bounds it counts what is on disk, so it holds across replicas.",
-    )
-    control_token_env: str = Field(
-        default="PEAKNET_SERVE_TOKEN",
-        min_length=1,
-        description="Environment variable holding the bearer token that POST /pause and "
-        "/resume require; unset or empty = no token required. Never put the token in YAML.",
-    )
-
-
-class BatchingConfig(Section):
-    """Dynamic batching of the PeakNet deployment: its ``user_config``, changeable at run time."""
-
-    max_batch_frames: int = Field(
-        default=16,
-        ge=1,
-        description="Most frames per model call; messages with more frames are split.",
-    )
-    batch_wait_timeout_s: float = Field(
-        default=0.005, ge=0, description="How long a partial batch waits for more frames."
-    )
 
 
 class ServiceConfig(Section):

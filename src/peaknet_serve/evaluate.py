@@ -111,8 +111,8 @@ def evaluate_service(
     """Truth, model peaks and baseline peaks, through the running service and its CXI files."""
     import httpx
 
+    from peaknet_serve.cli.status import fetch_status, settled
     from peaknet_serve.pusher import push_frames  # sockets only when used
-    from peaknet_serve.status_cli import fetch_status, settled
 
     def status() -> dict[str, object]:
         try:

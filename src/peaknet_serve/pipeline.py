@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from peaknet_serve.config import ModelSection, ServiceConfig, load_service_config
+from peaknet_serve.config import ServiceConfig, load_service_config
 from peaknet_serve.cxi import geometry_bad_pixels
 from peaknet_serve.engine import InferenceEngine
 from peaknet_serve.errors import InvalidFrameError
 from peaknet_serve.model import build_peaknet, load_weights
+from peaknet_serve.model.section import ModelSection
 from peaknet_serve.peaks import ExtraBadPixels, PeakFinder, Peaks, PixelScreen, is_hit
 
 logger = logging.getLogger(__name__)

@@ -51,8 +51,6 @@ class ProfilingConfig(Section):
 class BatchProfiler:
     """Records batches ``skip_batches + 1`` to ``skip_batches + trace_batches`` of one process.
 
-    Config keys used: every key of ``profiling``.
-
     Args:
         config: the ``profiling`` section; with no ``torch_trace_dir`` this does nothing.
         name: goes into the trace's file name (the replica id, say).

@@ -3,15 +3,14 @@ messages are counted and quarantined, and the service keeps running."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pynng
 import pytest
 
 from peaknet_serve.wire import encode_batch
+from peaknet_serve.wire.crafted import good_message, raw_hdf5, raw_npz
 from tests.conftest import free_port
 from tests.serve_app import (
     FRAME_SHAPE,
@@ -32,33 +31,6 @@ FUZZED = 1000
 MAX_MESSAGE_BYTES = 400_000
 
 
-def good_message(rng: np.random.Generator, first: int, n: int = 2) -> bytes:
-    images = rng.random((n, 1, *FRAME_SHAPE), dtype=np.float32)
-    return encode_batch(
-        {
-            "/data/data": images,
-            "/data/wavelength": np.full(n, 0.13),
-            "/data/timestamp": np.arange(first, first + n, dtype=np.uint64),
-        },
-        fmt="hdf5",
-    )
-
-
-def raw_hdf5(fields: dict[str, np.ndarray]) -> bytes:
-    """An in-memory HDF5 file of ``fields`` as given (the encoder refuses inconsistent ones)."""
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        for path, value in fields.items():
-            handle.create_dataset(path, data=value)
-    return buffer.getvalue()
-
-
-def raw_npz(fields: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **{path.rsplit("/", 1)[-1]: value for path, value in fields.items()})
-    return buffer.getvalue()
-
-
 def fuzzed_messages(seed: int) -> tuple[list[bytes], int]:
     """``FUZZED`` messages of five kinds; returns them and how many frames are all NaN.
 
@@ -73,7 +45,7 @@ def fuzzed_messages(seed: int) -> tuple[list[bytes], int]:
             body = rng.bytes(int(rng.integers(0, 2000)))
             messages.append((b"\x89HDF\r\n\x1a\n" if i % 2 else b"PK\x03\x04") + body)
         elif kind == 1:  # a real message cut short
-            whole = good_message(rng, 10**12 + i)
+            whole = good_message(rng, shape=FRAME_SHAPE, first=10**12 + i)
             messages.append(whole[: int(rng.integers(1, len(whole) - 1))])
         elif kind == 2:  # wrong shapes: 1-D image, 5-D image, metadata of the wrong length
             shape = [(64,), (1, 1, 1, 8, 8), (3, 8, 8)][i % 3]

@@ -1,4 +1,5 @@
-"""Configuration section of the inference engine: device, precision, compilation, buffering."""
+"""Configuration sections of the inference engine: device, precision, compilation, buffering,
+warm-up, and the dynamic batching in front of it."""
 
 from __future__ import annotations
 
@@ -191,3 +192,17 @@ class WarmupConfig(Section):
     def image_shapes(self) -> list[tuple[int, int]]:
         """The distinct (H, W) the engine compiles: panels of a (P, H, W) shape run as frames."""
         return list(dict.fromkeys((int(s[-2]), int(s[-1])) for s in self.frame_shapes))
+
+
+class BatchingConfig(Section):
+    """Dynamic batching of the PeakNet deployment: its ``user_config``, changeable at run time."""
+
+    max_batch_frames: int = Field(
+        default=16,
+        ge=1,
+        description="Most frames per model call; messages with more frames are split.",
+    )
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, description="How long a partial batch waits for more frames."
+    )
+

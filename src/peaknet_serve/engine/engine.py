@@ -73,12 +73,6 @@ class InferenceEngine:
     The engine takes ownership of ``model``: it is moved to the device, cast and set to eval mode
     in place.
 
-    Config keys used: engine.device, engine.precision, engine.autocast, engine.channels_last,
-    engine.compile, engine.cuda_graphs, engine.fused_dwconv_stages, engine.num_buffers,
-    engine.batch_buckets, engine.copy_threads, engine.poll_interval_s, engine.cudnn_benchmark,
-    engine.compile_cache_dir, engine.cpu_affinity; inputs.normalize, inputs.pad_position,
-    inputs.pad_value.
-
     Args:
         fixed_shapes: reject frame shapes not warmed up (``warmup``) instead of compiling them
             in the background (``warmup.fixed_shapes``).
@@ -273,10 +267,7 @@ class InferenceEngine:
             logger.info("warmed up batch %d x %d x %d", bucket, height, width)
 
     def warmup_all(self, warmup: WarmupConfig) -> float:
-        """Warm up every shape and batch size of ``warmup``; returns the seconds it took.
-
-        Config keys used: warmup.frame_shapes, warmup.batch_sizes.
-        """
+        """Warm up every shape and batch size of ``warmup``; returns the seconds it took."""
         start = time.perf_counter()
         for shape in warmup.image_shapes():
             self.warmup(shape, warmup.batch_sizes)

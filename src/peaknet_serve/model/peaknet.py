@@ -75,7 +75,7 @@ class PeakNet(nn.Module):
         # (both are linear; bilinear weights sum to 1), so the branches that end with an upsample
         # are summed at stride 8 (coarsest first, as the reference accumulates) and go through the
         # conv's weights first: the x2 upsample then moves num_classes channels instead of 256.
-        # Equal to the reference in real arithmetic (tests/test_model.py checks it).
+        # Equal to the reference in real arithmetic (``reference_forward``; tests/test_model.py).
         coarse = None
         for lateral, level in zip(self.seg_lateral_layers[:0:-1], levels[:0:-1], strict=True):
             y = lateral(level)
@@ -85,11 +85,29 @@ class PeakNet(nn.Module):
         return resize(logits, float(OUTPUT_STRIDE))
 
 
+def reference_forward(model: PeakNet, x: torch.Tensor) -> torch.Tensor:
+    """``model``'s logits in the reference's order of operations: every branch upsampled to
+    stride 4 and summed coarsest first, then ``head_segmask`` (1x1 conv), then x4.
+
+    ``PeakNet.forward`` equals it in real arithmetic at less cost; this is the check of that
+    reordering (tests/test_model.py) and its baseline (scripts/bench_kernels.py).
+    """
+    features = model.backbone(x)
+    levels = [a(f) for a, f in zip(model.backbone_to_bifpn, features, strict=True)]
+    levels = model.bifpn(levels)
+    fused = None
+    for lateral, level in zip(model.seg_lateral_layers[::-1], levels[::-1], strict=True):
+        y = level
+        for layer in lateral.layers:
+            y = layer(y)
+            if lateral is not model.seg_lateral_layers[0]:
+                y = resize(y, 2.0)
+        fused = y if fused is None else fused + y
+    return resize(model.head_segmask(fused), float(OUTPUT_STRIDE))
+
+
 def build_peaknet(config: Mapping[str, Any] | PeakNetConfig) -> PeakNet:
     """Build a randomly initialised PeakNet; load weights with ``checkpoint.load_weights``.
-
-    Config keys used: hidden_sizes, depths, bifpn_num_features, bifpn_num_blocks,
-    seg_out_channels, num_channels, num_classes.
 
     Raises:
         ConfigError: the mapping has unknown keys or invalid values.

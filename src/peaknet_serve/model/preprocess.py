@@ -54,8 +54,6 @@ def prepare_batch(
 ) -> tuple[torch.Tensor, Crop]:
     """Turn a batch of frames into model input: normalised, padded to multiples of 32, cast.
 
-    Config keys used: normalize, pad_position, pad_value.
-
     Args:
         images: (B, H, W) or (B, 1, H, W), any real dtype, any device; NaN and inf pixels are
             left out of the statistics and set to the frame's mean (a frame with no finite
@@ -129,8 +127,6 @@ def predict_mask(
     """Run ``model`` on frames of any size; returns the uint8 (B, H, W) mask of the same size.
 
     ``images`` must be on the model's device and ``dtype`` its parameters' dtype.
-
-    Config keys used: normalize, pad_position, pad_value.
     """
     x, box = prepare_batch(images, config, dtype)
     return crop(mask_from_logits(model(x)), box).contiguous()

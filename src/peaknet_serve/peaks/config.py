@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, FiniteFloat, model_validator
 
-from peaknet_serve._section import Section
+from peaknet_serve._section import Section, check_order
 
 
 class PeaksConfig(Section):
@@ -136,19 +136,12 @@ class PeaksConfig(Section):
 
     @model_validator(mode="after")
     def _pixel_range(self) -> PeaksConfig:
-        if self.max_pixels is not None and self.max_pixels < self.min_pixels:
-            raise ValueError("max_pixels must be >= min_pixels (or null)")
+        check_order(self, "min_pixels", "max_pixels")
         if self.background == "none" and self.min_snr is not None:
             raise ValueError("min_snr needs background 'ring' (without it there is no SNR); "
                              "set min_snr: null")
-        if self.min_res is not None and self.max_res is not None and self.max_res <= self.min_res:
-            raise ValueError("max_res must be > min_res (or null)")
-        if (
-            self.flag_morethan is not None
-            and self.flag_lessthan is not None
-            and self.flag_morethan < self.flag_lessthan
-        ):
-            raise ValueError("flag_morethan must be >= flag_lessthan: no pixel would be valid")
+        check_order(self, "min_res", "max_res", strict=True)
+        check_order(self, "flag_lessthan", "flag_morethan", why="no pixel would be valid")
         return self
 
 
@@ -164,6 +157,5 @@ class HitConfig(Section):
 
     @model_validator(mode="after")
     def _range(self) -> HitConfig:
-        if self.max_peaks < self.min_peaks:
-            raise ValueError("max_peaks must be >= min_peaks")
+        check_order(self, "min_peaks", "max_peaks")
         return self

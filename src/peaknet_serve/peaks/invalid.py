@@ -49,7 +49,7 @@ def invalid_values(values: np.ndarray, config: PeaksConfig) -> np.ndarray | None
 
     Args:
         values: raw pixel values (ADU), any shape and numeric dtype.
-        config: ``peaks`` keys used: flag_morethan, flag_lessthan.
+        config: the ``peaks`` section (its ``flag_*`` limits).
 
     Returns:
         A bool array of ``values``' shape (True = invalid), or None when no value of this
@@ -74,8 +74,7 @@ class BadPixels:
     """The bad-pixel mask: ``peaks.bad_pixel_mask`` OR'ed with ``extra``, fitted per frame shape.
 
     Args:
-        config: ``peaks`` keys used: bad_pixel_mask, bad_pixel_mask_key,
-            bad_pixel_mask_convention.
+        config: the ``peaks`` section (its ``bad_pixel_mask*`` keys).
         extra: a bool array, True = bad pixel, shaped like the frames ((H, W), (P, H, W), or the
             (P*H, W) slab of a panel stack), or a function of the frame shape giving one (a
             CrystFEL geometry's ``bad_`` regions and masks, which know their panels).

@@ -27,14 +27,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from peaknet_serve.config import IngressConfig
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.live import LiveBoard
 from peaknet_serve.peaks import PixelScreen
 from peaknet_serve.service.accounting import FrameLedger
+from peaknet_serve.service.config import IngressConfig
 from peaknet_serve.service.health import WriterHealth
 from peaknet_serve.service.outcome import BatchOutcome, merge
-from peaknet_serve.service.quarantine import BatchQuarantine
 from peaknet_serve.service.screen import (
     BAD_PIXEL_MASK,
     INVALID_PIXELS,
@@ -42,7 +41,7 @@ from peaknet_serve.service.screen import (
     MaskedPixelMetrics,
     screen_batch,
 )
-from peaknet_serve.wire import FrameBatch
+from peaknet_serve.wire import FrameBatch, Quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class BatchRouter:
         ledger: FrameLedger,
         screen: PixelScreen,
         masked: MaskedPixelMetrics,
-        quarantine: BatchQuarantine | None,
+        quarantine: Quarantine | None,
         stopping: Callable[[], bool],
         share: Share = lambda batch: batch,
     ) -> None:
@@ -189,5 +188,7 @@ class BatchRouter:
             logger.error("%d frame(s) failed (%s): %s", len(batch), reason, message)
         self._ledger.last_error = f"{reason}: {message}"
         if self.quarantine is not None:
-            await asyncio.to_thread(self.quarantine.save, batch, reason=reason, message=message)
+            await asyncio.to_thread(
+                self.quarantine.save_batch, batch, reason=reason, message=message
+            )
         return BatchOutcome(failed={reason: len(batch)})

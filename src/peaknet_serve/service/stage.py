@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from peaknet_serve.config import ServiceConfig
 from peaknet_serve.cxi import geometry_bad_pixels
+from peaknet_serve.cxi.config import CXIConfig
 from peaknet_serve.cxi.recovery import Liveness
-from peaknet_serve.peaks import ExtraBadPixels
+from peaknet_serve.peaks import ExtraBadPixels, HitConfig, PeaksConfig
 from peaknet_serve.service.judge import BatchJudge
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.service.writing import BatchWriter
@@ -24,7 +24,8 @@ class PeakStage:
     runs sync methods in a thread pool.
 
     Args:
-        config: the service configuration (its ``peaks``, ``hits`` and ``output`` sections).
+        peaks, hits: how peaks are found in a mask and which frames are hits.
+        output: where and how the CXI files are written.
         writer_id: this writer's name in file names.
         bad_pixels: extra bad pixels (True = bad), an array shaped like a frame or a function of
             the frame shape; by default those of ``output.geometry_file``. Combined with
@@ -34,17 +35,19 @@ class PeakStage:
 
     def __init__(
         self,
-        config: ServiceConfig,
+        peaks: PeaksConfig,
+        hits: HitConfig,
+        output: CXIConfig,
         *,
         writer_id: str,
         bad_pixels: ExtraBadPixels | None = None,
         alive: Liveness | None = None,
     ) -> None:
         if bad_pixels is None:
-            bad_pixels = geometry_bad_pixels(config.output.geometry_file)
+            bad_pixels = geometry_bad_pixels(output.geometry_file)
         self.writer_id = writer_id
-        self._judge = BatchJudge(config.peaks, config.hits, bad_pixels=bad_pixels)
-        self._writer = BatchWriter(config.output, writer_id=writer_id, alive=alive)
+        self._judge = BatchJudge(peaks, hits, bad_pixels=bad_pixels)
+        self._writer = BatchWriter(output, writer_id=writer_id, alive=alive)
         self._lock = threading.Lock()
         self.last_error: str | None = None
 

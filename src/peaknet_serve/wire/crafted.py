@@ -86,33 +86,39 @@ def npz_bomb(*, compressed: bool) -> bytes:
     return out.getvalue()
 
 
-def chunk_bomb() -> bytes:
-    """A (2, 1, 64, 64) float32 image (32 kB) stored in 2 GiB chunks: HDF5 would inflate a
-    whole chunk to read any of it. The chunks hold a few garbage bytes: it is refused first."""
+def chunk_bomb(
+    chunk: tuple[int, ...] = (1, 1, 16384, 32768), stream: bytes = b"\x78\x01garbage"
+) -> bytes:
+    """A (2, 1, 64, 64) float32 image (32 kB declared), with timestamps, in gzip chunks of
+    ``chunk``, each stored as ``stream``: HDF5 inflates a whole chunk to read any of it. By
+    default 2 GiB chunks holding a few garbage bytes: it is refused before they are read."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
         dset = handle.create_dataset(
             "/data/data",
             shape=(2, 1, 64, 64),
             maxshape=(None, 1, None, None),
-            chunks=(1, 1, 16384, 32768),
+            chunks=chunk,
             dtype="float32",
             compression="gzip",
         )
         for i in range(2):
-            dset.id.write_direct_chunk((i, 0, 0, 0), b"\x78\x01garbage")
+            dset.id.write_direct_chunk((i, 0, 0, 0), stream)
+        handle.create_dataset("/data/timestamp", data=np.arange(2, dtype=np.uint64))
     return buffer.getvalue()
 
 
-def tiny_chunks() -> bytes:
-    """~2 kB of HDF5 declaring a (16, 1, 256, 256) uint16 image in one-pixel chunks: 1M chunks,
-    which HDF5 needs 4 GB of bookkeeping to read."""
+def tiny_chunks(
+    shape: tuple[int, ...] = (16, 1, 256, 256), chunk: tuple[int, ...] = (1, 1, 1, 1)
+) -> bytes:
+    """A uint16 image of ``shape`` declared in chunks of ``chunk``, one pixel (7) written, with
+    timestamps: a few kB. By default 1M one-pixel chunks, which HDF5 needs 4 GB of bookkeeping
+    to read."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
-        dset = handle.create_dataset(
-            "/data/data", shape=(16, 1, 256, 256), chunks=(1, 1, 1, 1), dtype="uint16"
-        )
+        dset = handle.create_dataset("/data/data", shape=shape, chunks=chunk, dtype="uint16")
         dset[0, 0, 0, 0] = 7
+        handle.create_dataset("/data/timestamp", data=np.arange(shape[0], dtype=np.uint64))
     return buffer.getvalue()
 
 
@@ -128,6 +134,12 @@ def overlong_chunks(compression: str = "gzip") -> bytes:
         with h5py.File(big, "w") as handle:
             whole = handle.create_dataset("x", data=np.zeros(1 << 20, "f4"), **filters)
             stream = whole.id.read_direct_chunk((0,))[1]
+    return raw_chunks(filters, stream)
+
+
+def raw_chunks(filters: dict, stream: bytes) -> bytes:
+    """A (2, 1, 64, 64) float32 image in one-event chunks (16 kB), with timestamps, whose stored
+    chunks are ``stream``, written raw under the dataset's ``filters`` (h5py keywords)."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
         dset = handle.create_dataset(
@@ -135,6 +147,7 @@ def overlong_chunks(compression: str = "gzip") -> bytes:
         )
         for i in range(2):
             dset.id.write_direct_chunk((i, 0, 0, 0), stream)
+        handle.create_dataset("/data/timestamp", data=np.arange(2, dtype=np.uint64))
     return buffer.getvalue()
 
 
@@ -196,7 +209,8 @@ def blosc2_chunks() -> bytes:
 
 def long_strings(events: int = 2000, longest: int = 160_000) -> bytes:
     """``events`` 4x4 frames with a variable-length string field, one element ``longest``
-    characters long: as a fixed-width str array, events x longest x 4 bytes (1.3 GB)."""
+    characters long (the others empty): as a fixed-width str array, events x longest x 4 bytes
+    (1.3 GB by default)."""
     notes = np.empty(events, dtype=object)
     notes[:] = ""
     notes[0] = "x" * longest

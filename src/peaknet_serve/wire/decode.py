@@ -60,9 +60,8 @@ class FrameBatch:
 def decode_message(payload: Payload, config: DecodeConfig | None = None) -> FrameBatch:
     """Decode one message; raises ``DecodeError`` (and only that) when it cannot.
 
-    Config keys used: ``format``, ``fields.image``, ``fields.wavelength``, ``fields.timestamp``,
-    ``wavelength_unit``, ``max_message_bytes``, ``max_decoded_bytes`` (checked against every
-    array's declared shape and dtype before it is read). ``None`` means LCLStreamer's defaults.
+    The size limits of ``config`` are checked against every array's declared shape and dtype
+    before it is read; ``None`` means LCLStreamer's defaults.
     """
     cfg = config or DecodeConfig()
     try:

@@ -56,11 +56,7 @@ class FrameSource(Protocol):
 
 
 class NngSource:
-    """pynng ``Pull0``; dial mode uses non-blocking dials that nng retries in the background.
-
-    Config keys used: ``addresses``, ``mode``, ``recv_timeout_s``, ``transport_max_bytes``,
-    ``recv_buffer_messages``, ``reconnect_time_min_s``, ``reconnect_time_max_s``.
-    """
+    """pynng ``Pull0``; dial mode uses non-blocking dials that nng retries in the background."""
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -119,11 +115,7 @@ class NngSource:
 
 
 class ZmqSource:
-    """pyzmq ``PULL`` on an asyncio context; messages come back as zero-copy memoryviews.
-
-    Config keys used: ``addresses``, ``mode``, ``recv_timeout_s``, ``transport_max_bytes``,
-    ``recv_buffer_messages``, ``reconnect_time_min_s``, ``reconnect_time_max_s``.
-    """
+    """pyzmq ``PULL`` on an asyncio context; messages come back as zero-copy memoryviews."""
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config

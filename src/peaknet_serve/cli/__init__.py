@@ -1,7 +1,10 @@
 """The ``peaknet-serve`` command line: one entry point, one module per subcommand.
 
 Each subcommand module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``; this table is the only place that lists them.
+``run(args) -> int``. The library's subcommands are listed in ``SUBCOMMANDS``; subcommands that
+need Ray (``run``, in ``deployments/launcher.py``) are not named here: they are the
+``peaknet_serve.subcommands`` entry points of the installed distribution (pyproject.toml), so the
+library never imports the deployments, and an install without them has no ``run``.
 """
 
 from __future__ import annotations
@@ -9,29 +12,37 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 SUBCOMMANDS: dict[str, str] = {
-    "push": "peaknet_serve.pusher",
+    "push": "peaknet_serve.cli.push",
     "geom": "peaknet_serve.cxi.geom_cli",
-    "inspect": "peaknet_serve.cxi.inspect_cli",
+    "inspect": "peaknet_serve.cli.inspect",
     "evaluate": "peaknet_serve.evaluate",
-    "run": "deployments.launcher",
-    "scale": "peaknet_serve.scale_cli",
-    "status": "peaknet_serve.status_cli",
+    "scale": "peaknet_serve.cli.scale",
+    "status": "peaknet_serve.cli.status",
 }
+
+ENTRY_POINT_GROUP = "peaknet_serve.subcommands"
+"""Subcommands registered by the distribution (name = module), e.g. ``run``."""
+
+
+def subcommand_modules() -> dict[str, str]:
+    """Subcommand name -> module name: ``SUBCOMMANDS`` and the registered entry points."""
+    registered = entry_points(group=ENTRY_POINT_GROUP)
+    return SUBCOMMANDS | {ep.name: ep.value for ep in registered if ep.name not in SUBCOMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every subcommand registered from ``SUBCOMMANDS``."""
+    """The full parser, with every subcommand of ``subcommand_modules()`` registered."""
     parser = argparse.ArgumentParser(
         prog="peaknet-serve",
         description="Find Bragg peaks in LCLStreamer frames with PeakNet, and tools around it.",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, module_name in SUBCOMMANDS.items():
+    for name, module_name in subcommand_modules().items():
         module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
@@ -47,7 +58,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
