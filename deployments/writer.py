@@ -56,7 +56,7 @@ class PeakFinderWriter:
         if outcome.write_error is not None:
             self._metrics.error("write")
         elif outcome.live is not None:
-            self._metrics.judged(outcome.live["peaks_per_frame"], hits=outcome.hits)
+            self._metrics.judged(outcome.live.peaks_per_frame, hits=outcome.hits)
             self._metrics.written(time.perf_counter() - started)
         for reason, n in outcome.failed.items():
             self._metrics.error(reason, n)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from peaknet_serve.live import summarize_batch
-from peaknet_serve.peaks import Peaks
+from peaknet_serve.peaks import Judged, Peaks
 
 
 def main() -> None:
@@ -30,7 +30,10 @@ def main() -> None:
         snr=np.ones(n), panel=np.zeros(n, dtype=int),
     )  # fmt: skip
     for with_hit in (False, True):
-        judged = [(i, peaks, with_hit and i == args.batch - 1) for i in range(args.batch)]
+        judged = [
+            Judged(index=i, peaks=peaks, hit=with_hit and i == args.batch - 1)
+            for i in range(args.batch)
+        ]
         summarize_batch(images, judged)
         start = time.perf_counter()
         for _ in range(args.repeat):

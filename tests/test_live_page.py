@@ -19,7 +19,7 @@ import pytest
 from deployments.live_page import add_live_page
 from peaknet_serve import LocalPipeline
 from peaknet_serve.live import ASSETS, BatchSummarizer, LiveBoard, asset, summarize_batch
-from peaknet_serve.peaks import is_hit
+from peaknet_serve.peaks import Judged, is_hit
 from peaknet_serve.synthetic import SyntheticFrames
 from tests.conftest import free_port
 from tests.serve_app import (
@@ -71,7 +71,10 @@ def batches() -> list[dict[str, Any]]:
         for start in range(0, 48, 8):
             images, truth = generator.batch(start, 8)
             peaks = pipeline.process(images)
-            judged = [(i, p, is_hit(p.n_found, pipeline.config.hits)) for i, p in enumerate(peaks)]
+            judged = [
+                Judged(index=i, peaks=p, hit=is_hit(p.n_found, pipeline.config.hits))
+                for i, p in enumerate(peaks)
+            ]
             timestamps = np.array([t.timestamp for t in truth], dtype=np.uint64)
             summary = summarize_batch(images, judged, timestamps=timestamps)
             summaries.append({"summary": summary, "truth": truth, "peaks": peaks})
@@ -83,11 +86,11 @@ def test_a_summary_counts_the_batch_and_circles_the_last_hit_where_its_spots_are
 ) -> None:
     for batch in batches:
         summary, truth, peaks = batch["summary"], batch["truth"], batch["peaks"]
-        assert summary["frames"] == 8
-        assert summary["peaks_per_frame"] == [p.n_found for p in peaks]
-        assert summary["hits"] == sum(t.is_hit for t in truth)  # the demo model finds them all
-        assert len(summary["peak_radius_px"]) == sum(len(p) for p in peaks)
-        last = summary["last_hit"]
+        assert summary.frames == 8
+        assert summary.peaks_per_frame == [p.n_found for p in peaks]
+        assert summary.hits == sum(t.is_hit for t in truth)  # the demo model finds them all
+        assert len(summary.peak_radius_px) == sum(len(p) for p in peaks)
+        last = summary.last_hit
         if not any(t.is_hit for t in truth):
             assert last is None
             continue
@@ -99,7 +102,7 @@ def test_a_summary_counts_the_batch_and_circles_the_last_hit_where_its_spots_are
         spots = np.stack([truth[index].y, truth[index].x], axis=1)
         distance = np.linalg.norm(circles[:, None] - spots[None], axis=2).min(axis=1)
         assert distance.max() < 1.5, distance
-    assert any(b["summary"]["last_hit"] for b in batches)
+    assert any(b["summary"].last_hit for b in batches)
 
 
 def test_a_big_frame_is_shrunk_with_its_peaks_and_panels_are_stacked() -> None:
@@ -112,7 +115,7 @@ def test_a_big_frame_is_shrunk_with_its_peaks_and_panels_are_stacked() -> None:
         x=np.array([900.0]), y=np.array([300.0]), total_intensity=one, n_pixels=one,
         max_value=np.array([1000.0]), snr=one, panel=np.array([1]),
     )  # fmt: skip
-    last = summarize_batch(images, [(0, peaks, True)])["last_hit"]
+    last = summarize_batch(images, [Judged(index=0, peaks=peaks, hit=True)]).last_hit
     assert last["scale"] == 3 and (last["width"], last["height"]) == (334, 267)
     assert (last["x"][0], last["y"][0]) == pytest.approx((900 / 3, 700 / 3), abs=0.5)
 
@@ -128,7 +131,7 @@ def test_masked_nan_pixels_do_not_blank_the_hit_image() -> None:
     images[0, 300:310] = np.nan  # a module gap, masked by the pixel screen
     images[0, 100, 100] = 1000.0
     peaks = Peaks.empty()
-    last = summarize_batch(images, [(0, peaks, True)])["last_hit"]
+    last = summarize_batch(images, [Judged(index=0, peaks=peaks, hit=True)]).last_hit
     png = np.frombuffer(base64.b64decode(last["png"]), dtype=np.uint8)
     pixels = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
     assert pixels.max() == 255 and np.count_nonzero(pixels) > 0.1 * pixels.size
@@ -139,17 +142,19 @@ def test_the_summarizer_sends_at_most_one_hit_image_per_interval(
 ) -> None:
     clock = FakeClock()
     summarize = BatchSummarizer(image_interval_s=1.0, clock=clock)
-    with_hits = [b for b in batches if b["summary"]["hits"]]
+    with_hits = [b for b in batches if b["summary"].hits]
     images, _ = SyntheticFrames(shape=SHAPE, peaks=PEAKS, hit_fraction=0.5, seed=5).batch(0, 8)
-    judged = [(i, p, p.n_found >= 5) for i, p in enumerate(with_hits[0]["peaks"])]
-    no_hit = [(i, p, False) for i, p in enumerate(with_hits[0]["peaks"])]
-    assert summarize(images, no_hit)["last_hit"] is None
-    assert summarize(images, judged)["last_hit"] is not None
+    judged = [
+        Judged(index=i, peaks=p, hit=p.n_found >= 5) for i, p in enumerate(with_hits[0]["peaks"])
+    ]
+    no_hit = [Judged(index=i, peaks=p, hit=False) for i, p in enumerate(with_hits[0]["peaks"])]
+    assert summarize(images, no_hit).last_hit is None
+    assert summarize(images, judged).last_hit is not None
     clock.now += 0.5
     skipped = summarize(images, judged)
-    assert skipped["last_hit"] is None and skipped["hits"] == with_hits[0]["summary"]["hits"]
+    assert skipped.last_hit is None and skipped.hits == with_hits[0]["summary"].hits
     clock.now += 0.6
-    assert summarize(images, judged)["last_hit"] is not None
+    assert summarize(images, judged).last_hit is not None
 
 
 def test_the_board_keeps_rates_histograms_and_the_last_hit(
@@ -165,20 +170,20 @@ def test_the_board_keeps_rates_histograms_and_the_last_hit(
         board.add(batch["summary"])
     board.add(None)
     snap = board.snapshot(replicas={"PeakNet": 2})
-    frames = sum(b["summary"]["frames"] for b in batches)
-    hits = sum(b["summary"]["hits"] for b in batches)
+    frames = sum(b["summary"].frames for b in batches)
+    hits = sum(b["summary"].hits for b in batches)
     assert snap["totals"] == {"frames": frames, "hits": hits, "hit_rate": round(hits / frames, 4)}
     assert snap["series"]["frames_per_s"] == [4.0] * len(batches)  # 8 frames every 2 s
-    expected = [b["summary"]["hits"] / 8 for b in batches]
+    expected = [b["summary"].hits / 8 for b in batches]
     assert snap["series"]["hit_rate"] == pytest.approx(expected, abs=1e-4)
-    counts = [n for b in batches for n in b["summary"]["peaks_per_frame"]]
+    counts = [n for b in batches for n in b["summary"].peaks_per_frame]
     histogram = snap["peaks_per_frame"]
     assert histogram["bin_width"] == 1
     assert histogram["counts"][0] == counts.count(0)
     assert histogram["counts"][PEAKS] == counts.count(PEAKS)
     assert sum(histogram["counts"]) == frames
     assert np.sum(snap["peakogram"]["counts"]) == sum(counts)
-    last = [b["summary"]["last_hit"] for b in batches if b["summary"]["last_hit"]][-1]
+    last = [b["summary"].last_hit for b in batches if b["summary"].last_hit][-1]
     assert snap["last_hit"] == last
     assert snap["replicas"] == {"PeakNet": 2}
 

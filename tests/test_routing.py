@@ -48,7 +48,7 @@ class Replicas:
             await asyncio.sleep(3600)
         if answer == "written":
             n = len(frames)
-            judged = [Judged(i, one_peak(), i == 0) for i in range(n)]
+            judged = [Judged(index=i, peaks=one_peak(), hit=i == 0) for i in range(n)]
             live = summarize_batch(frames.images, judged, thumbnail=False)
             return BatchOutcome(hits=1, non_hits=n - 1, writer_id="w1", live=live)
         return BatchOutcome(write_error=answer, writer_id="w1")

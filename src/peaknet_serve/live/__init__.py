@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-from peaknet_serve.live.board import BatchSummarizer, LiveBoard, summarize_batch
+from peaknet_serve.live.board import BatchSummarizer, BatchSummary, LiveBoard, summarize_batch
 
-__all__ = ["ASSETS", "BatchSummarizer", "LiveBoard", "asset", "summarize_batch"]
+__all__ = ["ASSETS", "BatchSummarizer", "BatchSummary", "LiveBoard", "asset", "summarize_batch"]
 
 ASSETS = {
     "index.html": "text/html; charset=utf-8",

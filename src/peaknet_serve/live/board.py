@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -67,14 +68,33 @@ def _thumbnail(image: np.ndarray, peaks: Peaks) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class BatchSummary:
+    """One batch as the live page sees it (plain lists: it is pickled from writer to ingress).
+
+    ``peaks_per_frame``: ``Peaks.n_found`` of each judged frame. ``radius_max_px``: half the
+    frame's diagonal (pixels). ``peak_radius_px``, ``peak_max_value``: distance from the frame
+    centre (pixels) and peak value (ADU) of each peak, at most ``MAX_PEAKS_PER_SUMMARY``.
+    ``last_hit``: the batch's last hit as a JSON thumbnail, or None.
+    """
+
+    frames: int
+    hits: int
+    peaks_per_frame: list[int]
+    radius_max_px: float
+    peak_radius_px: list[float]
+    peak_max_value: list[float]
+    last_hit: dict[str, Any] | None = None
+
+
 def summarize_batch(
     images: np.ndarray,
     judged: Sequence[Judged],
     *,
     timestamps: np.ndarray | None = None,
     thumbnail: bool = True,
-) -> dict[str, Any]:
-    """A small, JSON-able summary of one batch for the live page.
+) -> BatchSummary:
+    """A small summary of one batch for the live page.
 
     Args:
         images: the batch's frames, (B, H, W) or (B, P, H, W).
@@ -84,38 +104,36 @@ def summarize_batch(
         thumbnail: include the last hit's image (most of the time this takes:
             ``scripts/bench_live.py``).
     """
-    counts = [int(peaks.n_found) for _, peaks, _ in judged]
+    counts = [int(frame.peaks.n_found) for frame in judged]
     radius: list[np.ndarray] = []
     intensity: list[np.ndarray] = []
-    last_hit: dict[str, Any] | None = None
-    for index, peaks, hit in judged:
-        frame = images[index]
-        centre_y, centre_x = (frame.shape[-2] - 1) / 2, (frame.shape[-1] - 1) / 2
-        radius.append(np.hypot(peaks.x - centre_x, peaks.y - centre_y))
-        intensity.append(np.asarray(peaks.max_value, dtype=np.float64))
-        if hit:
-            last_hit = {"index": index, "peaks": peaks}
+    last_hit: Judged | None = None
+    for frame in judged:
+        image = images[frame.index]
+        centre_y, centre_x = (image.shape[-2] - 1) / 2, (image.shape[-1] - 1) / 2
+        radius.append(np.hypot(frame.peaks.x - centre_x, frame.peaks.y - centre_y))
+        intensity.append(np.asarray(frame.peaks.max_value, dtype=np.float64))
+        if frame.hit:
+            last_hit = frame
     r = np.concatenate(radius) if radius else np.zeros(0)
     v = np.concatenate(intensity) if intensity else np.zeros(0)
     if len(r) > MAX_PEAKS_PER_SUMMARY:
         keep = np.random.default_rng(len(r)).choice(len(r), MAX_PEAKS_PER_SUMMARY, replace=False)
         r, v = r[keep], v[keep]
-    shape = images.shape[-2:]
-    summary: dict[str, Any] = {
-        "frames": len(judged),
-        "hits": sum(hit for _, _, hit in judged),
-        "peaks_per_frame": counts,
-        "radius_max_px": float(np.hypot(*shape) / 2),
-        "peak_radius_px": np.round(r, 1).tolist(),
-        "peak_max_value": np.round(v, 1).tolist(),
-        "last_hit": None,
-    }
+    thumb: dict[str, Any] | None = None
     if last_hit is not None and thumbnail:
-        thumb = _thumbnail(images[last_hit["index"]], last_hit["peaks"])
+        thumb = _thumbnail(images[last_hit.index], last_hit.peaks)
         if timestamps is not None:
-            thumb["timestamp"] = int(timestamps[last_hit["index"]])
-        summary["last_hit"] = thumb
-    return summary
+            thumb["timestamp"] = int(timestamps[last_hit.index])
+    return BatchSummary(
+        frames=len(judged),
+        hits=sum(frame.hit for frame in judged),
+        peaks_per_frame=counts,
+        radius_max_px=float(np.hypot(*images.shape[-2:]) / 2),
+        peak_radius_px=np.round(r, 1).tolist(),
+        peak_max_value=np.round(v, 1).tolist(),
+        last_hit=thumb,
+    )
 
 
 class BatchSummarizer:
@@ -139,9 +157,9 @@ class BatchSummarizer:
         judged: Sequence[Judged],
         *,
         timestamps: np.ndarray | None = None,
-    ) -> dict[str, Any]:
+    ) -> BatchSummary:
         with self._lock:
-            due = any(hit for _, _, hit in judged) and (
+            due = any(frame.hit for frame in judged) and (
                 self._clock() - self._last_image >= self._interval
             )
             if due:
@@ -174,25 +192,25 @@ class LiveBoard:
         self._last_hit: dict[str, Any] | None = None
         self._series.append((self._started, 0, 0))
 
-    def add(self, summary: Mapping[str, Any] | None) -> None:
+    def add(self, summary: BatchSummary | None) -> None:
         """Fold in one batch's :func:`summarize_batch` (None, from an old writer, is ignored)."""
         if not summary:
             return
         with self._lock:
-            self._frames += int(summary["frames"])
-            self._hits += int(summary["hits"])
-            self._peaks_per_frame.update(int(n) for n in summary["peaks_per_frame"])
+            self._frames += summary.frames
+            self._hits += summary.hits
+            self._peaks_per_frame.update(summary.peaks_per_frame)
             if self._radius_max is None:
-                self._radius_max = float(summary["radius_max_px"]) or 1.0
+                self._radius_max = summary.radius_max_px or 1.0
             histogram, _, _ = np.histogram2d(
-                np.asarray(summary["peak_radius_px"], dtype=np.float64),
-                np.log10(1.0 + np.clip(np.asarray(summary["peak_max_value"]), 0, None)),
+                np.asarray(summary.peak_radius_px, dtype=np.float64),
+                np.log10(1.0 + np.clip(np.asarray(summary.peak_max_value), 0, None)),
                 bins=PEAKOGRAM_BINS,
                 range=((0.0, self._radius_max), (0.0, LOG10_INTENSITY_MAX)),
             )
             self._peakogram += histogram.astype(np.int64)
-            if summary.get("last_hit"):
-                self._last_hit = dict(summary["last_hit"])
+            if summary.last_hit:
+                self._last_hit = dict(summary.last_hit)
             self._sample()
 
     def _sample(self) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from peaknet_serve.live import BatchSummarizer
+from peaknet_serve.live import BatchSummarizer, BatchSummary
 from peaknet_serve.peaks import ExtraBadPixels, HitConfig, Judged, PeakFinder, PeaksConfig, is_hit
 from peaknet_serve.service.outcome import BatchOutcome
 from peaknet_serve.wire import FrameBatch
@@ -26,7 +25,7 @@ class Judgement:
     judged: list[Judged]
     failed: dict[str, int] = field(default_factory=dict)
     error: str | None = None
-    live: dict[str, Any] | None = None
+    live: BatchSummary | None = None
 
     @property
     def hits(self) -> int:
@@ -86,6 +85,6 @@ class BatchJudge:
                 failed["peak_finding"] = failed.get("peak_finding", 0) + 1
                 error = f"peak_finding: {type(exc).__name__}: {exc}"
                 continue
-            judged.append(Judged(index, peaks, is_hit(peaks.n_found, self._hits)))
+            judged.append(Judged(index=index, peaks=peaks, hit=is_hit(peaks.n_found, self._hits)))
         live = self._summarize(batch.images, judged, timestamps=batch.metadata.get("timestamp"))
         return Judgement(judged=judged, failed=failed, error=error, live=live)

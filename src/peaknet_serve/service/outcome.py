@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from peaknet_serve.live import BatchSummary
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class BatchOutcome:
     failed: dict[str, int] = field(default_factory=dict)
     write_error: str | None = None
     writer_id: str = ""
-    live: dict[str, Any] | None = None
+    live: BatchSummary | None = None
     error: str | None = None
 
     @property
