@@ -50,9 +50,6 @@ logger = logging.getLogger(__name__)
 class CXIWriter:
     """Writes events to a series of CXI files, one open at a time.
 
-    Config keys (``CXIConfig``): output_dir, file_prefix, events_per_file, compression,
-    compression_level, write_mode, max_peaks, geometry_file.
-
     Args:
         config: the ``output`` section (defaults if None).
         writer_id: part of every file name, unique among writers sharing ``output_dir``.

@@ -145,10 +145,7 @@ class EngineConfig(Section):
 
 
 class WarmupConfig(Section):
-    """Frame shapes compiled and run before a replica reports ready; what happens to others.
-
-    Config keys: warmup.frame_shapes, warmup.batch_sizes, warmup.fixed_shapes.
-    """
+    """Frame shapes compiled and run before a replica reports ready; what happens to others."""
 
     frame_shapes: list[tuple[int, ...]] = Field(
         default_factory=list,

@@ -92,11 +92,6 @@ class PeakFinder:
     skip such pixels. Then peaks whose total above background is <= 0, below ``min_snr``, or
     outside ``min_res`` .. ``max_res`` pixels from the beam centre are dropped.
 
-    Config keys (``PeaksConfig``): centroid, min_pixels, max_pixels, max_peaks, min_snr,
-    noise_floor, min_res, max_res, beam_center, flag_morethan, flag_lessthan, bad_pixel_mask,
-    bad_pixel_mask_key, bad_pixel_mask_convention, bad_pixel_margin, background,
-    background_offset, background_rings, background_samples.
-
     Args:
         config: the ``peaks`` section (defaults when None).
         labeller: the connected-component labeller (``label_opencv``).

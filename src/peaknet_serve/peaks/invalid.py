@@ -167,9 +167,6 @@ class Screened:
 class PixelScreen:
     """Marks the invalid pixels of frames before the model, and fails frames with too many.
 
-    Config keys (``PeaksConfig``): flag_morethan, flag_lessthan, max_invalid_fraction,
-    bad_pixel_mask, bad_pixel_mask_key, bad_pixel_mask_convention.
-
     Args:
         config: the ``peaks`` section.
         bad_pixels: extra bad pixels (True = bad): an array shaped like a frame, or a function
