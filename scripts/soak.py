@@ -42,6 +42,7 @@ import numpy as np
 import pynng
 import yaml
 
+from peaknet_serve.cxi.format import HIT_PATH, METADATA_GROUP, TIMESTAMP_KEY
 from peaknet_serve.pusher import PushSummary, push_frames
 from peaknet_serve.wire.crafted import malformed_messages
 
@@ -195,8 +196,8 @@ def frames_on_disk(workdir: Path) -> tuple[Counter[int], Counter[int], Counter[i
     non_hits: Counter[int] = Counter()
     for path in sorted((workdir / "out").glob("*.cxi")):
         with h5py.File(path, "r") as f:
-            stamps = f["/LCLS/timestamp"][()]
-            hits = f["/entry_1/result_1/hit"][()]
+            stamps = f[f"{METADATA_GROUP}/{TIMESTAMP_KEY}"][()]
+            hits = f[HIT_PATH][()]
         written.update(int(t) for t, h in zip(stamps, hits, strict=True) if h)
         non_hits.update(int(t) for t, h in zip(stamps, hits, strict=True) if not h)
     failed: Counter[int] = Counter()

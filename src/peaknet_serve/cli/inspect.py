@@ -20,6 +20,7 @@ from peaknet_serve.cxi.format import (
     METADATA_GROUP,
     N_PEAKS_PATH,
     PHOTON_ENERGY_KEY,
+    WRITE_MODE,
     batch_records,
     open_cxi,
 )
@@ -79,7 +80,7 @@ def summarize(path: Path) -> dict[str, Any]:
         energy = np.asarray(handle[energy_path][()], float) if energy_path in handle else None
         records = batch_records(handle)
         offered = handle.attrs.get(EVENTS_OFFERED)
-        mode = handle.attrs.get("peaknet_write_mode")
+        mode = handle.attrs.get(WRITE_MODE)
         image = None
         if DATA_PATH in handle:
             data = handle[DATA_PATH]

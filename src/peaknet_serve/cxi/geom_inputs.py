@@ -13,8 +13,13 @@ import numpy as np
 from peaknet_serve.cxi.format import (
     CLEN_KEY,
     DATA_PATH,
+    GEOMETRY,
+    GEOMETRY_PATH,
     METADATA_GROUP,
+    PANEL_OFFSETS,
+    PANEL_SHAPE,
     PHOTON_ENERGY_KEY,
+    STORED_SHAPE,
     open_cxi,
 )
 
@@ -34,7 +39,7 @@ def read_geom_inputs(path: Path) -> dict[str, Any]:
         if has_data:
             stored = tuple(int(v) for v in handle[DATA_PATH].shape[1:])
         else:
-            stored = tuple(int(v) for v in attrs["peaknet_stored_shape"])
+            stored = tuple(int(v) for v in attrs[STORED_SHAPE])
         energy_path = f"{METADATA_GROUP}/{PHOTON_ENERGY_KEY}"
         clen_units = clen_values = None
         if CLEN_PATH in handle:
@@ -45,10 +50,10 @@ def read_geom_inputs(path: Path) -> dict[str, Any]:
         return {
             "has_data": has_data,
             "stored": stored,
-            "offsets": np.asarray(attrs.get("peaknet_panel_offsets", [[0, 0]]), dtype=int),
-            "panel_shape": tuple(int(v) for v in attrs.get("peaknet_panel_shape", stored)),
-            "geometry": attrs.get("peaknet_geometry"),
-            "geometry_path": attrs.get("peaknet_geometry_path", "geometry kept in the file"),
+            "offsets": np.asarray(attrs.get(PANEL_OFFSETS, [[0, 0]]), dtype=int),
+            "panel_shape": tuple(int(v) for v in attrs.get(PANEL_SHAPE, stored)),
+            "geometry": attrs.get(GEOMETRY),
+            "geometry_path": attrs.get(GEOMETRY_PATH, "geometry kept in the file"),
             "has_energy": energy_path in handle
             and bool(np.isfinite(handle[energy_path][()]).any()),
             "clen_units": clen_units,

@@ -19,9 +19,19 @@ from peaknet_serve.cxi.format import (
     DATA_PATH,
     EVENT_BATCH_PATH,
     EVENTS_OFFERED,
+    FRAME_SHAPE,
+    GEOMETRY,
+    GEOMETRY_PATH,
+    HIT_PATH,
+    N_PEAKS_PATH,
+    PANEL_OFFSETS,
+    PANEL_SHAPE,
     PEAK_FIELDS,
     PHOTON_ENERGY_KEY,
     RESULT_PATH,
+    SERVICE_VERSION,
+    STORED_SHAPE,
+    WRITE_MODE,
     WRITER_HOST,
     WRITER_ID,
     WRITER_PID,
@@ -84,8 +94,8 @@ def create_datasets(
             **compression,
         )
     for path, dtype in (
-        (f"{RESULT_PATH}/nPeaks", np.int32),
-        (f"{RESULT_PATH}/hit", np.uint8),
+        (N_PEAKS_PATH, np.int32),
+        (HIT_PATH, np.uint8),
         (EVENT_BATCH_PATH, h5py.string_dtype()),
     ):
         datasets[path] = handle.create_dataset(
@@ -96,20 +106,20 @@ def create_datasets(
     )
     metadata.dataset(FileDatasets(handle, datasets, 0), PHOTON_ENERGY_KEY, np.zeros(1, np.float64))
     attrs = handle.attrs
-    attrs["peaknet_serve_version"] = __version__
+    attrs[SERVICE_VERSION] = __version__
     attrs[WRITER_ID] = writer_id
     attrs[WRITER_HOST] = socket.gethostname()
     attrs[WRITER_PID] = os.getpid()
     attrs[WRITING_BATCH] = batch_id
     attrs[COMMITTED_EVENTS] = 0
     attrs[COMMITTED_BATCHES] = 0
-    attrs["peaknet_write_mode"] = config.write_mode
-    attrs["peaknet_frame_shape"] = np.asarray(frame_shape, dtype=np.int64)
-    attrs["peaknet_panel_shape"] = np.asarray(layout.panel_shape, dtype=np.int64)
-    attrs["peaknet_stored_shape"] = np.asarray(layout.stored_shape, dtype=np.int64)
-    attrs["peaknet_panel_offsets"] = np.asarray(layout.offsets, dtype=np.int64)
+    attrs[WRITE_MODE] = config.write_mode
+    attrs[FRAME_SHAPE] = np.asarray(frame_shape, dtype=np.int64)
+    attrs[PANEL_SHAPE] = np.asarray(layout.panel_shape, dtype=np.int64)
+    attrs[STORED_SHAPE] = np.asarray(layout.stored_shape, dtype=np.int64)
+    attrs[PANEL_OFFSETS] = np.asarray(layout.offsets, dtype=np.int64)
     attrs[EVENTS_OFFERED] = 0
     if layout.geometry_text is not None:
-        attrs["peaknet_geometry"] = layout.geometry_text
-        attrs["peaknet_geometry_path"] = str(Path(config.geometry_file or "").resolve())
+        attrs[GEOMETRY] = layout.geometry_text
+        attrs[GEOMETRY_PATH] = str(Path(config.geometry_file or "").resolve())
     return datasets

@@ -54,6 +54,7 @@ from peaknet_serve.cxi.format import (
     WRITING_BATCH,
     batch_records,
     event_datasets,
+    open_cxi,
     renamed,
     writer_of,
 )
@@ -139,7 +140,7 @@ def _owner_alive(path: Path, writer_id: str) -> bool | None:
     )
     for candidate in (path, *others):
         try:
-            with h5py.File(candidate, "r", locking=False) as handle:
+            with open_cxi(candidate) as handle:
                 host, pid = str(handle.attrs[WRITER_HOST]), int(handle.attrs[WRITER_PID])
         except (OSError, KeyError, ValueError, RuntimeError):
             continue
@@ -154,7 +155,7 @@ def finish_file(path: Path, result: Recovery | None = None) -> Recovery:
     kept for a person and logged, never deleted."""
     result = result if result is not None else Recovery()
     try:
-        with h5py.File(path, "r+", locking=False) as handle:
+        with open_cxi(path, "r+") as handle:
             events = int(handle.attrs.get(COMMITTED_EVENTS, 0))
             batches = int(handle.attrs.get(COMMITTED_BATCHES, 0))
             if events or batches:
