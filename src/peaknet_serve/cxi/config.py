@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from peaknet_serve._section import Section
-from peaknet_serve.cxi.geometry import read_geometry
+from peaknet_serve.cxi.geometry import is_number, read_geometry
 from peaknet_serve.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -88,18 +88,10 @@ class CXIConfig(Section):
             raise ValueError("compression_level for zstd must be 1-22")
         if self.geometry_file is not None:
             clen = read_geometry(self.geometry_file).globals.get("clen")
-            if clen is not None and not _is_number(clen.text) and self.clen_field is None:
+            if clen is not None and not is_number(clen.text) and self.clen_field is None:
                 raise ValueError(
                     f"{self.geometry_file} line {clen.line}: 'clen = {clen.text}': the detector "
                     "distance is read from the data files: set output.clen_field to the stream "
                     "field that holds it (e.g. 'EncoderValue'), or give clen in metres"
                 )
         return self
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.split()[0])
-    except (ValueError, IndexError):
-        return False
-    return True

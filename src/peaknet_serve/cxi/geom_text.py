@@ -32,7 +32,7 @@ from peaknet_serve.cxi.format import (
     RESULT_PATH,
 )
 from peaknet_serve.cxi.geom_inputs import CLEN_PATH, read_geom_inputs
-from peaknet_serve.cxi.geometry import Geometry, mask_file_path, parse_geometry
+from peaknet_serve.cxi.geometry import Geometry, is_number, mask_file_path, parse_geometry
 from peaknet_serve.errors import ConfigError
 
 PLUGIN_HINT = (
@@ -211,7 +211,7 @@ def _global_lines(info: dict[str, Any], source: Geometry | None, clen: float | N
     energy = source.globals.get("photon_energy") if source is not None else None
     if info["has_energy"]:
         lines.append(f"photon_energy = {METADATA_GROUP}/{PHOTON_ENERGY_KEY}")
-    elif energy is not None and _is_number(energy.text):
+    elif energy is not None and is_number(energy.text):
         lines.append(f"photon_energy = {energy.text}")
     else:
         lines.append("photon_energy = 9500 ; FIXME: no photon energy recorded: the beam's, in eV")
@@ -226,7 +226,7 @@ def _clen_line(info: dict[str, Any], source: Geometry | None, clen: float | None
     if clen is not None:
         return f"clen = {clen:g}"
     given = source.globals.get("clen") if source is not None else None
-    if given is not None and _is_number(given.text):
+    if given is not None and is_number(given.text):
         return f"clen = {given.text}"
     if info["clen_units"] is not None:
         return f"clen = {CLEN_PATH} {info['clen_units']}"
@@ -310,11 +310,3 @@ def _generated_panels(info: dict[str, Any], *, res: float) -> list[str]:
             "",
         ]
     return lines
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.split()[0])
-    except (ValueError, IndexError):
-        return False
-    return True

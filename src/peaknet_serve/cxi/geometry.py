@@ -62,6 +62,15 @@ class Value:
     line: int
 
 
+def is_number(text: str) -> bool:
+    """Whether a value's text is a number (a unit may follow, "0.1 m"), not an HDF5 path."""
+    try:
+        float(text.split()[0])
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
 @dataclass
 class Geometry:
     """A parsed CrystFEL geometry file.
