@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from peaknet_serve.service.accounting import FrameLedger
 from peaknet_serve.service.run_account import RunAccount
 from peaknet_serve.service.totals import PEERS_REJECTED, STOPPED, render_totals
@@ -91,6 +93,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.cluster
 def test_the_run_is_the_same_across_in_place_updates_and_new_after_a_delete() -> None:
     """Real Ray Serve: scaling and a new ``user_config`` keep the run; deleting and deploying
     again renews it. (``last_deployed_time_s``, the old key, moves with every config deploy
