@@ -9,7 +9,10 @@ that never arrived. Prints one line per run and the number of runs that lost not
 
 ``--bare`` replaces the service by a bare PULL socket in this process that does nothing but
 receive (a queue of ``recv_buffer_messages``, 1000 unless ``--set``): what is lost then is lost
-on the producer's side, whatever the receiver does.
+on the producer's side, whatever the receiver does. ``--bare --buffered`` receives instead through
+the service's own receive path (``wire.buffer.buffered_source`` on the default source settings:
+the socket read in its own thread into the receive buffer, with its peer watch) and decodes each
+message, in this process, without Ray: what the service loses beyond that is lost in its process.
 
 ``--producer-linger-ms N`` (main only) runs LCLStreamer with the producer-side fix of
 docs/operations.md: its socket closes with ``LINGER N`` instead of 0, so its exit waits up to N ms
@@ -19,6 +22,7 @@ for the queued batches to be sent (a ``sitecustomize`` on its ``PYTHONPATH`` wra
     .venv/bin/python scripts/bench_tail_loss.py --version main --runs 10
     .venv/bin/python scripts/bench_tail_loss.py --version 0.3 --runs 10
     .venv/bin/python scripts/bench_tail_loss.py --version main --runs 10 --bare
+    .venv/bin/python scripts/bench_tail_loss.py --version main --runs 10 --bare --buffered
 
 Needs LCLStreamer (``../shared/lclstreamer/setup.sh``) and a free port 8000.
 """
@@ -26,6 +30,7 @@ Needs LCLStreamer (``../shared/lclstreamer/setup.sh``) and a free port 8000.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import signal
@@ -72,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bare", action="store_true", help="a bare socket, no service")
     parser.add_argument(
+        "--buffered",
+        action="store_true",
+        help="with --bare: the service's receive path (socket, receive buffer, peer watch, "
+        "decoding) in this process, no Ray",
+    )
+    parser.add_argument(
         "--producer-linger-ms",
         type=int,
         default=None,
@@ -96,7 +107,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.source = source_settings(args.set, TRANSPORTS[args.version], args.port)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.bare and (unused := sorted(set(args.source) - {"recv_buffer_messages"})):
+    if args.buffered and not args.bare:
+        parser.error("--buffered goes with --bare")
+    unused = sorted(set(args.source) - {"recv_buffer_messages"})
+    if args.bare and not args.buffered and unused:
         parser.error(f"--bare has no service: only --set recv_buffer_messages applies ({unused})")
     return args
 
@@ -144,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args.producer_env = _producer_env(args, workdir)
     service_config = workdir / "service.yaml"
     source = args.source
+    if args.buffered:
+        return asyncio.run(_bare_buffered(args, lclstreamer, transport))
     if args.bare:
         return _bare(args, lclstreamer, transport, int(source.get("recv_buffer_messages", 1000)))
     service_config.write_text(
@@ -247,6 +263,57 @@ def _bare(args: argparse.Namespace, lclstreamer: Path, transport: str, queue: in
         f"{clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
         f"{args.shape[0]}x{args.shape[1]} float32 per batch; producer linger: "
         f"{args.producer_linger_ms or 0} ms)\n"
+    )
+    return 0
+
+
+async def _bare_buffered(args: argparse.Namespace, lclstreamer: Path, transport: str) -> int:
+    """LCLStreamer into the service's receive path, without Ray: the receiver's own loss."""
+    from peaknet_serve.wire.buffer import buffered_source
+    from peaknet_serve.wire.config import DecodeConfig, SourceConfig
+    from peaknet_serve.wire.decode import decode_message
+
+    default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())["applications"][0]["args"]
+    address = {"transport": transport, "addresses": [f"tcp://127.0.0.1:{args.port}"]}
+    config = SourceConfig.model_validate(default.get("source", {}) | address | args.source)
+    decode = DecodeConfig.model_validate(default.get("decode", {}))
+    source = buffered_source(config.model_copy(update={"recv_timeout_s": 0.2}))
+    await source.open()
+    rng = random.Random(args.seed)
+    clean_runs = 0
+    with tempfile.TemporaryDirectory(prefix="peaknet-tail-loss-") as workdir:
+        for run in range(args.runs):
+            batches = rng.randint(args.min_batches, args.max_batches)
+            producer_config = Path(workdir) / f"run{run}.yaml"
+            producer_config.write_text(
+                yaml.safe_dump(_producer_config(args, transport, batches * args.batch_size))
+            )
+            producer = subprocess.Popen(
+                [str(lclstreamer), "--config", str(producer_config)],
+                cwd=workdir,
+                env=args.producer_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            received, quiet_since = 0, None
+            while quiet_since is None or time.monotonic() - quiet_since < 3.0:
+                message = await source.receive()
+                if message is not None:
+                    decode_message(message, decode)
+                    received, quiet_since = received + 1, None
+                elif producer.poll() is not None and quiet_since is None:
+                    quiet_since = time.monotonic()
+            lost = batches - received
+            clean_runs += lost == 0
+            sys.stdout.write(f"run {run + 1}: {batches} batches, exit {producer.returncode}; ")
+            sys.stdout.write(f"lost {lost} batches ({lost * args.batch_size} frames)\n")
+            sys.stdout.flush()
+    source.close()
+    sys.stdout.write(
+        f"LCLStreamer {args.version} over {transport} into the service's receive path without "
+        f"Ray: {clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
+        f"{args.shape[0]}x{args.shape[1]} float32 per batch; source settings changed: "
+        f"{args.source or 'none'}; producer linger: {args.producer_linger_ms or 0} ms)\n"
     )
     return 0
 

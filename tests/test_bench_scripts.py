@@ -38,7 +38,11 @@ def test_service_run_config_is_gpu_node_yaml_adapted_and_valid(
 ) -> None:
     bench = _script("bench_service")
     args = argparse.Namespace(
-        preset="peaknet-standard", precisions="bf16", modes="default", pushers=3, writers=5,
+        preset="peaknet-standard",
+        precisions="bf16",
+        modes="default",
+        pushers=3,
+        writers=5,
         cache_dir="",
     )
     gpus, ingresses = layout
@@ -97,6 +101,7 @@ def test_ratios_take_the_fastest_compiled_rows_of_the_same_shape() -> None:
         (["--set", "buffer_messages"], "expected KEY=VALUE"),
         (["--version", "0.3", "--producer-linger-ms", "100"], "main (zmq) only"),
         (["--bare", "--set", "buffer_messages=8"], "only --set recv_buffer_messages applies"),
+        (["--buffered"], "--buffered goes with --bare"),
     ],
 )
 def test_tail_loss_bad_arguments_are_argparse_errors_before_anything_starts(
@@ -119,6 +124,12 @@ def test_tail_loss_set_values_are_parsed_as_yaml_and_kept() -> None:
     args = _script("bench_tail_loss").parse_args([*sets, *batches])
     assert args.source == {"recv_buffer_messages": 2, "buffer_bytes": 1_000_000}
     assert (args.min_batches, args.max_batches) == (5, 5)
+
+
+def test_tail_loss_buffered_receiver_takes_every_source_setting() -> None:
+    argv = ["--bare", "--buffered", "--set", "buffer_messages=8"]
+    args = _script("bench_tail_loss").parse_args(argv)
+    assert args.bare and args.buffered and args.source == {"buffer_messages": 8}
 
 
 def test_wait_ready_says_when_the_service_exited_first() -> None:
