@@ -23,6 +23,7 @@ from peaknet_serve.wire.crafted import (
     raw_chunks,
     raw_hdf5,
     tiny_chunks,
+    zero_itemsize_field,
 )
 
 CAP = DecodeConfig(max_decoded_bytes=1 << 20)  # 1 MiB: small bombs show the same thing
@@ -239,3 +240,13 @@ def test_scaleoffset_parameters_declaring_more_than_the_chunk_are_refused() -> N
     assert honest.count(declared) == 1
     bomb = honest.replace(declared, np.array([2, 0, 1 << 26, 0, 4], "<u4").tobytes())
     assert reason(bomb) == "overlong_chunk"
+
+
+def test_a_field_of_zero_bytes_per_element_is_refused_however_many_it_declares() -> None:
+    """A 3 kB NPZ whose extra member declares 2**41 elements of ``|V0``: sized 0 bytes, it passed
+    the decoded-size budget, and the writer's row indexing then walked every element, wedging
+    the writer replica."""
+    with pytest.raises(DecodeError) as refused:
+        decode_message(zero_itemsize_field())
+    assert refused.value.reason == "unsupported_dtype"
+    assert "zero bytes per element" in str(refused.value)

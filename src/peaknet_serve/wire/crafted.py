@@ -86,6 +86,18 @@ def npz_bomb(*, compressed: bool) -> bytes:
     return out.getvalue()
 
 
+def zero_itemsize_field(elements: int = 2**40) -> bytes:
+    """A good 2-frame NPZ beside a member whose .npy header declares ``(2, elements)`` of
+    ``|V0``: zero bytes declared, yet indexing its rows walks every element."""
+    npy = io.BytesIO()
+    header = {"descr": "|V0", "fortran_order": False, "shape": (2, elements)}
+    np.lib.format.write_array_header_1_0(npy, header)
+    out = io.BytesIO(good_message(np.random.default_rng(0), fmt="npz"))
+    with zipfile.ZipFile(out, "a") as zf:
+        zf.writestr("junk.npy", npy.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
 def chunk_bomb(
     chunk: tuple[int, ...] = (1, 1, 16384, 32768), stream: bytes = b"\x78\x01garbage"
 ) -> bytes:
@@ -289,6 +301,7 @@ KINDS: dict[str, tuple[Callable[[], bytes], frozenset[str]]] = {
     "blosc2_chunks": (blosc2_chunks, frozenset({"unbounded_filter"})),
     "long_strings": (long_strings, frozenset({"too_large_decoded"})),
     "external_storage": (external_storage, frozenset({"external_storage"})),
+    "zero_itemsize_field": (zero_itemsize_field, frozenset({"unsupported_dtype"})),
 }
 
 

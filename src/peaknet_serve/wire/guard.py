@@ -24,7 +24,8 @@ class DecodedBudget:
 
     Raises ``DecodeError(reason="too_large_decoded")`` when the declared arrays add up to more
     than ``limit`` bytes, ``reason="bad_shape"`` for a shape that is not a short tuple of
-    non-negative integers and ``reason="unsupported_dtype"`` for a dtype numpy cannot size.
+    non-negative integers and ``reason="unsupported_dtype"`` for a dtype numpy cannot size or of
+    zero bytes per element (``|V0``, ``|S0``: no data, yet ``2**40`` of them take as long to index).
     """
 
     def __init__(self, limit: int) -> None:
@@ -51,6 +52,12 @@ class DecodedBudget:
             raise DecodeError(
                 f"array {name} has a dtype numpy cannot size: {dtype!r}", reason="unsupported_dtype"
             ) from exc
+        if itemsize == 0:  # sized 0 whatever its shape, yet indexing it walks every element
+            raise DecodeError(
+                f"array {name} has a dtype of zero bytes per element ({np.dtype(dtype)}): it "
+                "holds no data",
+                reason="unsupported_dtype",
+            )
         nbytes = itemsize
         for d in dims:  # Python ints: no overflow however large the declared shape
             nbytes *= d
