@@ -53,7 +53,7 @@ p0/ss = y
 
 @pytest.fixture(autouse=True)
 def _subcommands(monkeypatch) -> None:
-    monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cxi.geom_cli")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cli.geom")
 
 
 def _geom(cxi: Path, out: Path) -> Path:

@@ -16,7 +16,7 @@ from peaknet_serve.peaks import Peaks
 
 @pytest.fixture(autouse=True)
 def _subcommands(monkeypatch) -> None:
-    monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cxi.geom_cli")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cli.geom")
     monkeypatch.setitem(cli.SUBCOMMANDS, "inspect", "peaknet_serve.cli.inspect")
 
 

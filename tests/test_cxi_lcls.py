@@ -24,7 +24,7 @@ GEOMETRY_DIR = Path(__file__).parent / "data" / "geometry"
 
 @pytest.fixture(autouse=True)
 def _subcommands(monkeypatch) -> None:
-    monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cxi.geom_cli")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "geom", "peaknet_serve.cli.geom")
     monkeypatch.setitem(cli.SUBCOMMANDS, "inspect", "peaknet_serve.cli.inspect")
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pynng
 import pytest
 
-from peaknet_serve import cli, evaluate
+from peaknet_serve import cli
 from peaknet_serve.accuracy import format_table, match_peaks, score
 from peaknet_serve.classical_finder import baseline_peaks, threshold_mask
+from peaknet_serve.cli import evaluate
 from peaknet_serve.config import load_service_config
 from peaknet_serve.cxi import CXIWriter
 from peaknet_serve.cxi.config import CXIConfig
@@ -151,7 +152,7 @@ def test_read_cxi_peaks_keys_events_by_timestamp(tmp_path) -> None:
 
 
 def test_evaluate_library_prints_the_table(capsys, monkeypatch) -> None:
-    monkeypatch.setitem(cli.SUBCOMMANDS, "evaluate", "peaknet_serve.evaluate")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "evaluate", "peaknet_serve.cli.evaluate")
     argv = ["evaluate", "--library", "--frames", "4", "--batch-size", "2", "--hit-fraction", "1.0",
             "--fail-under", "0.9", "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pynng
 import pytest
 
 from peaknet_serve.service.accounting import FrameLedger
@@ -175,6 +176,24 @@ async def watched(config: SourceConfig) -> BufferedSource:
     return source
 
 
+def nng_ended_before_a_pipe(source: BufferedSource) -> int:
+    """Connections the nng listener ended before a pipe came up: ``proto`` (the peer is not SP)
+    and ``other`` (closed first: a zmq peer that hung up on nng's header, a port check, or an
+    SP pusher's ordinary close)."""
+    root = pynng.ffi.new("nng_stat **")
+    assert pynng.lib.nng_stats_get(root) == 0
+    try:
+        listener = pynng.lib.nng_stat_find_listener(
+            root[0], source.inner.socket.listeners[0].listener
+        )
+        return sum(
+            int(pynng.lib.nng_stat_value(pynng.lib.nng_stat_find(listener, name.encode())))
+            for name in ("proto", "other")
+        )
+    finally:
+        pynng.lib.nng_stats_free(root[0])
+
+
 @pytest.mark.parametrize(
     ("version", "listener", "fix"),
     [
@@ -185,8 +204,12 @@ async def watched(config: SourceConfig) -> BufferedSource:
 async def test_a_pusher_speaking_the_other_transport_is_reported_with_the_fix(
     version: str, listener: str, fix: str, tmp_path, caplog
 ) -> None:
+    """The fix comes as a wrong protocol, or (nng) with the no-peer warning: nng counts a zmq
+    pusher's failed handshake in ``proto`` only when it read the zmq greeting before libzmq,
+    having read nng's header, closed the connection; otherwise nng's statistics lump it with a
+    port check, and LCLStreamer main does not dial again (docs/operations.md)."""
     port = free_port()
-    source = await watched(source_config(port, listener))
+    source = await watched(source_config(port, listener, no_peer_warning_s=2))
     producer = lclstreamer.write_config(
         tmp_path,
         url=f"tcp://127.0.0.1:{port}",
@@ -196,15 +219,25 @@ async def test_a_pusher_speaking_the_other_transport_is_reported_with_the_fix(
     )
     proc = lclstreamer.start(version, producer, tmp_path)
     try:
-        with caplog.at_level(logging.ERROR, logger="peaknet_serve.wire.peer_watch"):
-            await wait_until(lambda: source.watch.wrong_protocol > 0, timeout=30)
-            await asyncio.sleep(0.6)  # one more poll: the error is logged after the count
+        with caplog.at_level(logging.WARNING, logger="peaknet_serve.wire.peer_watch"):
+            await wait_until(
+                lambda: fix in (source.watch.warning or "")
+                and (
+                    source.watch.wrong_protocol > 0
+                    or (listener == "nng" and nng_ended_before_a_pipe(source) > 0)
+                ),
+                timeout=30,
+                detail=lambda: str(source.watch.snapshot()),
+            )
     finally:
         proc.kill()
         proc.wait()
         source.close()
     status = source.watch.snapshot()
-    assert status["connected_peers"] == 0 and status["wrong_protocol_connections"] >= 1
+    assert status["connected_peers"] == 0
+    assert status["wrong_protocol_connections"] >= 1 or (
+        listener == "nng" and "no pusher has connected" in status["peer_warning"]
+    )
     assert fix in status["peer_warning"]
     assert "library" in status["peer_warning"]
     logged = [r.getMessage() for r in caplog.records]

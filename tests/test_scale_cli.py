@@ -238,6 +238,12 @@ def test_asking_for_more_replicas_than_the_cluster_can_place_warns(
 
 
 @pytest.mark.slow
+def writers_with_files(out_dir: Path) -> set[str]:
+    """Writer ids with a CXI file (finished or ``.cxi.inprogress``) under ``out_dir``: files are
+    ``{prefix}-{writer_id}-{seq}.cxi``."""
+    return {p.name.split(".cxi")[0].rsplit("-", 1)[0] for p in out_dir.glob("*.cxi*")}
+
+
 def test_scaling_the_writer_up_and_down_while_frames_flow_loses_nothing(
     ray_cluster: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,6 +279,13 @@ def test_scaling_the_writer_up_and_down_while_frames_flow_loses_nothing(
         assert mid < frames, "scaled up too late to test anything"
         wait_for(
             lambda: status(ray_cluster)["received"] >= mid + 20, timeout=60, what="more frames"
+        )
+        # Routing is the handle's choice: scaling down before the new replica got a batch would
+        # leave nothing to test (and no file of its own to find below).
+        wait_for(
+            lambda: len(writers_with_files(tmp_path / "out")) >= 2,
+            timeout=60,
+            what="a batch written by the second writer",
         )
         assert main_with_scale([*scale, "1"], monkeypatch) == 0
         assert running_replicas(ray_cluster, "PeakFinderWriter") == 1

@@ -1,4 +1,4 @@
-"""``peaknet-serve evaluate``: found peaks against the injected truth of synthetic frames.
+"""Found peaks against the injected truth of synthetic frames (``peaknet-serve evaluate``).
 
 Found peaks match true spots one to one within ``--radius`` pixels on the same panel; recall,
 precision, position error and hit accuracy follow (``accuracy`` says how).
@@ -13,14 +13,14 @@ Two ways to get the peaks:
   frames with no peaks.
 
 Beside the model it scores a classical local-threshold finder (``classical_finder``) on the same
-frames, its threshold ``--baseline-snr`` noise levels above the local background.
+frames, its threshold ``--baseline-snr`` noise levels above the local background. The
+command line (its flags, the table it prints) is ``peaknet_serve.cli.evaluate``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,17 +28,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from peaknet_serve.accuracy import DEFAULT_RADIUS, format_table, score
 from peaknet_serve.classical_finder import baseline_peaks
-from peaknet_serve.config import ServiceConfig, load_service_config
+from peaknet_serve.config import ServiceConfig
 from peaknet_serve.errors import PeakNetServeError
 from peaknet_serve.peaks import Peaks
 from peaknet_serve.synthetic import FrameTruth, SyntheticFrames, first_event
 
 logger = logging.getLogger(__name__)
-
-HELP = "score the demo model (and a classical finder) against synthetic frames with known peaks"
-
 
 # -- the two ways to get the model's peaks -------------------------------------------------------
 
@@ -163,72 +159,3 @@ def evaluate_service(
     for images, _ in _batches(args):
         base_peaks.extend(baseline_peaks(images, snr=args.baseline_snr, peaks=peaks_config))
     return truths, model_peaks, base_peaks
-
-
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``evaluate`` flags."""
-    add = parser.add_argument
-    add("--library", action="store_true", help="run LocalPipeline here instead of the service")
-    add(
-        "--config",
-        default=None,
-        help="service config (serve_config.yaml or its args); "
-        "default: the demo model with the shipped weights",
-    )
-    add("--frames", type=int, default=1000, help="synthetic frames to score")
-    add("--batch-size", type=int, default=16, help="frames per message / per model call")
-    add("--shape", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
-    add("--peaks", type=int, default=30, help="spots per hit frame")
-    add("--hit-fraction", type=float, default=0.5, help="fraction of frames with spots")
-    add("--seed", type=int, default=2, help="frame seed (training used others; the demo uses 1)")
-    add("--rank", type=int, default=0, help="pusher rank (selects the block of event indices)")
-    add("--radius", type=float, default=DEFAULT_RADIUS, help="match radius, pixels")
-    add("--baseline-snr", type=float, default=5.0, help="classical finder threshold (noise sigmas)")
-    add(
-        "--fail-under",
-        type=float,
-        default=None,
-        metavar="R",
-        help="exit 1 if the model's recall or precision is below R",
-    )
-    add("--address", default="tcp://127.0.0.1:12321", help="service socket (service mode)")
-    add("--transport", choices=("nng", "zmq"), default="nng", help="socket library (service mode)")
-    add("--url", default="http://127.0.0.1:8000", help="service base URL (service mode)")
-    add("--output-dir", default=None, help="the service's CXI directory (default: the config's)")
-    add("--timeout", type=float, default=600.0, help="seconds to wait for the service to settle")
-    add("--truth", default=None, help="also write the truth file here (service mode)")
-    add("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``evaluate``; 0 when done (and above ``--fail-under``), 1 otherwise."""
-    try:
-        config = load_service_config(args.config) if args.config else None
-        started = time.monotonic()
-        evaluate = evaluate_library if args.library else evaluate_service
-        truths, model_peaks, base_peaks = evaluate(args, config)
-        seconds = time.monotonic() - started
-    except PeakNetServeError as exc:
-        logger.error("%s", exc)
-        return 1
-    hits = config.hits if config is not None else None
-    scores = {
-        "peaknet": score(truths, model_peaks, radius=args.radius, hits=hits),
-        f"threshold {args.baseline_snr:g}sd": score(
-            truths, base_peaks, radius=args.radius, hits=hits
-        ),
-    }
-    path = "library (LocalPipeline)" if args.library else f"service at {args.url}"
-    sys.stdout.write(
-        f"{len(truths)} frames {args.shape[0]}x{args.shape[1]}, seed {args.seed}, {path}, "
-        f"{seconds:.1f} s\n"
-    )
-    sys.stdout.write(format_table(scores, radius=args.radius) + "\n")
-    model = scores["peaknet"]
-    if args.fail_under is not None and min(model.recall, model.precision) < args.fail_under:
-        sys.stderr.write(f"FAIL: recall or precision below {args.fail_under}\n")
-        return 1
-    return 0

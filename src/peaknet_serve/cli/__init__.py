@@ -17,9 +17,9 @@ from importlib.metadata import entry_points
 
 SUBCOMMANDS: dict[str, str] = {
     "push": "peaknet_serve.cli.push",
-    "geom": "peaknet_serve.cxi.geom_cli",
+    "geom": "peaknet_serve.cli.geom",
     "inspect": "peaknet_serve.cli.inspect",
-    "evaluate": "peaknet_serve.evaluate",
+    "evaluate": "peaknet_serve.cli.evaluate",
     "scale": "peaknet_serve.cli.scale",
     "status": "peaknet_serve.cli.status",
 }

@@ -1,6 +1,7 @@
 """``peaknet-serve geom --cxi FILE``: print a CrystFEL 0.11 geometry file for a CXI file we wrote.
 
-The file and its notes are built by ``geom_text`` (what is written and why is said there).
+The file and its notes are built by ``peaknet_serve.cxi.geom_text`` (what is written and why
+is said there).
 """
 
 from __future__ import annotations
