@@ -253,3 +253,11 @@ def test_evaluate_without_a_service_says_what_to_do(caplog) -> None:
     evaluate.add_arguments(parser)
     assert evaluate.run(parser.parse_args(["--url", url, "--frames", "2", "--no-progress"])) == 1
     assert "use --library" in caplog.text
+
+
+def test_written_files_are_the_finished_and_the_in_progress_ones(tmp_path) -> None:
+    from peaknet_serve.cxi.format import written_files
+
+    for name in ("a.cxi", "b.cxi.inprogress", "c.cxi.orphaned", "d.cxi.creating", "e.h5"):
+        (tmp_path / name).touch()
+    assert sorted(p.name for p in written_files(tmp_path)) == ["a.cxi", "b.cxi.inprogress"]

@@ -78,10 +78,15 @@ def read_cxi_peaks(paths: Iterable[Path]) -> dict[int, Peaks]:
     ``.cxi.inprogress`` files are read too (without HDF5 file locking, as the writer still has
     them open; it flushes after every batch). A timestamp seen twice keeps its last event.
     """
-    from peaknet_serve.cxi.format import METADATA_GROUP, open_cxi, read_peaks
+    from peaknet_serve.cxi.format import (
+        METADATA_GROUP,
+        TIMESTAMP_KEY,
+        open_cxi,
+        read_event_peaks,
+    )
 
     found: dict[int, Peaks] = {}
-    stamps = f"{METADATA_GROUP}/timestamp"
+    stamps = f"{METADATA_GROUP}/{TIMESTAMP_KEY}"
     for path in sorted(paths, key=lambda p: p.stat().st_mtime):
         with open_cxi(path) as handle:
             if stamps not in handle:
@@ -89,15 +94,9 @@ def read_cxi_peaks(paths: Iterable[Path]) -> dict[int, Peaks]:
                     f"{path} has no {stamps}; evaluate needs the pusher's timestamps "
                     "passed through to the CXI files"
                 )
-            counts, columns = read_peaks(handle)
-            for row, timestamp in enumerate(handle[stamps][()]):
-                n = int(counts[row])
-                x, y, total, npix, vmax, snr = (
-                    v[row, :n].astype(np.float64) for v in columns.values()
-                )
-                found[int(timestamp)] = Peaks(
-                    x, y, total, npix.astype(np.int32), vmax, snr, np.zeros(n, np.int32), n
-                )
+            events = read_event_peaks(handle)
+            for timestamp, peaks in zip(handle[stamps][()], events, strict=True):
+                found[int(timestamp)] = peaks
     return found
 
 
@@ -143,12 +142,9 @@ def evaluate_service(
                 f"frames within {args.timeout:.0f} s; raise --timeout or check its log"
             )
         time.sleep(0.5)
-    paths = [
-        p
-        for pattern in ("*.cxi", "*.cxi.inprogress")
-        for p in output_dir.glob(pattern)
-        if p.stat().st_mtime >= started - 1.0
-    ]
+    from peaknet_serve.cxi.format import written_files
+
+    paths = [p for p in written_files(output_dir) if p.stat().st_mtime >= started - 1.0]
     if not paths:
         logger.warning("no CXI file written under %s since the push began", output_dir)
     by_timestamp = read_cxi_peaks(paths)

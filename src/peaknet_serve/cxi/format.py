@@ -32,6 +32,8 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters a file may use)
 import numpy as np
 
+from peaknet_serve.peaks.find import Peaks
+
 DATA_PATH = "/entry_1/data_1/data"
 RESULT_PATH = "/entry_1/result_1"
 N_PEAKS_PATH = f"{RESULT_PATH}/nPeaks"
@@ -187,3 +189,29 @@ def read_peaks(handle: h5py.File) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     result = handle[RESULT_PATH]
     counts = np.asarray(result["nPeaks"][()])
     return counts, {name: np.asarray(result[name][()]) for name in PEAK_FIELDS}
+
+
+def read_event_peaks(handle: h5py.File) -> list[Peaks]:
+    """Each event's ``Peaks`` (positions as stored: ``peakXPosRaw``/``peakYPosRaw`` of the file's
+    layout, panel 0), in event order."""
+    counts, columns = read_peaks(handle)
+    events = []
+    for row, count in enumerate(counts):
+        n = int(count)
+        values = {PEAK_FIELDS[name]: column[row, :n] for name, column in columns.items()}
+        floats = {key: v.astype(np.float64) for key, v in values.items() if key != "n_pixels"}
+        events.append(
+            Peaks(
+                **floats,
+                n_pixels=values["n_pixels"].astype(np.int32),
+                panel=np.zeros(n, np.int32),
+                n_found=n,
+            )
+        )
+    return events
+
+
+def written_files(directory: Path) -> list[Path]:
+    """The CXI files under ``directory``, finished (``.cxi``) and still being written
+    (``.cxi.inprogress``)."""
+    return [p for suffix in (SUFFIX, INPROGRESS_SUFFIX) for p in directory.glob(f"*{suffix}")]
