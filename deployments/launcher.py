@@ -110,5 +110,14 @@ def drain_and_shutdown(names: list[str]) -> int:
 
 
 def _summary(account: dict[str, Any]) -> str:
+    """The service's account (every ingress replica, dead ones included), with what was lost."""
+    service = account.get("service") or account
     keys = ("received", "hits_written", "non_hits", "failed", "in_flight")
-    return ", ".join(f"{key}={account.get(key)}" for key in keys)
+    parts = [f"{key}={service.get(key)}" for key in keys]
+    if service.get("lost"):
+        floor = "at least " if service.get("lost_at_least") else ""
+        parts.append(
+            f"lost={floor}{service['lost']} {service.get('lost_by_reason')} "
+            f"(messages_lost={service.get('messages_lost')})"
+        )
+    return ", ".join(parts)

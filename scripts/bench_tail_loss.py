@@ -45,6 +45,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
+from tail_loss_runs import bare_socket, producer_config, service_receive_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = {"main": "zmq", "0.3": "nng"}
@@ -159,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     service_config = workdir / "service.yaml"
     source = args.source
     if args.buffered:
-        return asyncio.run(_bare_buffered(args, lclstreamer, transport))
+        return asyncio.run(service_receive_path(args, lclstreamer, transport))
     if args.bare:
-        return _bare(args, lclstreamer, transport, int(source.get("recv_buffer_messages", 1000)))
+        return bare_socket(
+            args, lclstreamer, transport, int(source.get("recv_buffer_messages", 1000))
+        )
     service_config.write_text(
         yaml.safe_dump(_service_config(transport, args.port, workdir, source))
     )
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = workdir / f"run{run}"
             run_dir.mkdir()
             config = run_dir / "lclstreamer.yaml"
-            config.write_text(yaml.safe_dump(_producer_config(args, transport, events)))
+            config.write_text(yaml.safe_dump(producer_config(args, transport, events)))
             started = time.perf_counter()
             with (run_dir / "lclstreamer.log").open("w") as plog:
                 code = subprocess.run(
@@ -217,107 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _bare(args: argparse.Namespace, lclstreamer: Path, transport: str, queue: int) -> int:
-    """LCLStreamer into a socket that only receives: the producer's own loss."""
-    import pynng
-    import zmq
-
-    rng = random.Random(args.seed)
-    address = f"tcp://127.0.0.1:{args.port}"
-    if transport == "zmq":
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.RCVHWM, queue)
-        sock.bind(address)
-    else:
-        sock = pynng.Pull0(listen=address, recv_buffer_size=min(queue, 8192))
-    clean_runs = 0
-    with tempfile.TemporaryDirectory(prefix="peaknet-tail-loss-") as workdir:
-        for run in range(args.runs):
-            batches = rng.randint(args.min_batches, args.max_batches)
-            config = Path(workdir) / f"run{run}.yaml"
-            config.write_text(
-                yaml.safe_dump(_producer_config(args, transport, batches * args.batch_size))
-            )
-            producer = subprocess.Popen(
-                [str(lclstreamer), "--config", str(config)],
-                cwd=workdir,
-                env=args.producer_env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            received, quiet_since = 0, None
-            while quiet_since is None or time.monotonic() - quiet_since < 3.0:
-                if _receive(sock, transport):
-                    received, quiet_since = received + 1, None
-                elif producer.poll() is not None and quiet_since is None:
-                    quiet_since = time.monotonic()
-            lost = batches - received
-            clean_runs += lost == 0
-            sys.stdout.write(f"run {run + 1}: {batches} batches, exit {producer.returncode}; ")
-            sys.stdout.write(f"lost {lost} batches ({lost * args.batch_size} frames)\n")
-            sys.stdout.flush()
-    sock.close()
-    sys.stdout.write(
-        f"LCLStreamer {args.version} over {transport} into a bare socket (queue {queue}): "
-        f"{clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
-        f"{args.shape[0]}x{args.shape[1]} float32 per batch; producer linger: "
-        f"{args.producer_linger_ms or 0} ms)\n"
-    )
-    return 0
-
-
-async def _bare_buffered(args: argparse.Namespace, lclstreamer: Path, transport: str) -> int:
-    """LCLStreamer into the service's receive path, without Ray: the receiver's own loss."""
-    from peaknet_serve.wire.buffer import buffered_source
-    from peaknet_serve.wire.config import DecodeConfig, SourceConfig
-    from peaknet_serve.wire.decode import decode_message
-
-    default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())["applications"][0]["args"]
-    address = {"transport": transport, "addresses": [f"tcp://127.0.0.1:{args.port}"]}
-    config = SourceConfig.model_validate(default.get("source", {}) | address | args.source)
-    decode = DecodeConfig.model_validate(default.get("decode", {}))
-    source = buffered_source(config.model_copy(update={"recv_timeout_s": 0.2}))
-    await source.open()
-    rng = random.Random(args.seed)
-    clean_runs = 0
-    with tempfile.TemporaryDirectory(prefix="peaknet-tail-loss-") as workdir:
-        for run in range(args.runs):
-            batches = rng.randint(args.min_batches, args.max_batches)
-            producer_config = Path(workdir) / f"run{run}.yaml"
-            producer_config.write_text(
-                yaml.safe_dump(_producer_config(args, transport, batches * args.batch_size))
-            )
-            producer = subprocess.Popen(
-                [str(lclstreamer), "--config", str(producer_config)],
-                cwd=workdir,
-                env=args.producer_env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            received, quiet_since = 0, None
-            while quiet_since is None or time.monotonic() - quiet_since < 3.0:
-                message = await source.receive()
-                if message is not None:
-                    decode_message(message, decode)
-                    received, quiet_since = received + 1, None
-                elif producer.poll() is not None and quiet_since is None:
-                    quiet_since = time.monotonic()
-            lost = batches - received
-            clean_runs += lost == 0
-            sys.stdout.write(f"run {run + 1}: {batches} batches, exit {producer.returncode}; ")
-            sys.stdout.write(f"lost {lost} batches ({lost * args.batch_size} frames)\n")
-            sys.stdout.flush()
-    source.close()
-    sys.stdout.write(
-        f"LCLStreamer {args.version} over {transport} into the service's receive path without "
-        f"Ray: {clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
-        f"{args.shape[0]}x{args.shape[1]} float32 per batch; source settings changed: "
-        f"{args.source or 'none'}; producer linger: {args.producer_linger_ms or 0} ms)\n"
-    )
-    return 0
-
-
 LINGER_SITECUSTOMIZE = """\
 import zmq
 
@@ -346,23 +248,6 @@ def _producer_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
     return env | {"PYTHONPATH": str(site)}
 
 
-def _receive(sock: object, transport: str) -> bool:
-    """One message within 0.2 s, or False."""
-    import pynng
-
-    if transport == "zmq":
-        if not sock.poll(200):
-            return False
-        sock.recv(copy=False)
-        return True
-    try:
-        sock.recv_timeout = 200
-        sock.recv()
-    except pynng.Timeout:
-        return False
-    return True
-
-
 def _service_config(
     transport: str, port: int, workdir: Path, source: dict[str, object]
 ) -> dict[str, object]:
@@ -374,35 +259,6 @@ def _service_config(
     app["args"]["output"]["output_dir"] = str(workdir / "out")
     app["args"]["quarantine_dir"] = str(workdir / "quarantine")
     return config
-
-
-def _producer_config(args: argparse.Namespace, transport: str, events: int) -> dict[str, object]:
-    return {
-        "source_identifier": "bench-tail-loss",
-        "skip_incomplete_events": False,
-        "event_source": {"type": "InternalEventSource", "number_of_events_to_generate": events},
-        "data_sources": {
-            "detector_data": {
-                "type": "GenericRandomNumpyArray",
-                "array_shape": f"{args.shape[0]},{args.shape[1]}",
-                "array_dtype": "float32",
-            },
-            "photon_wavelength": {"type": "FloatValue", "value": 0.124},
-        },
-        "processing_pipeline": {"type": "BatchProcessingPipeline", "batch_size": args.batch_size},
-        "data_serializer": {
-            "type": "HDF5BinarySerializer",
-            "fields": {"detector_data": "/data/data", "photon_wavelength": "/data/wavelength"},
-        },
-        "data_handlers": [
-            {
-                "type": "BinaryDataStreamingDataHandler",
-                "urls": [f"tcp://127.0.0.1:{args.port}"],
-                "role": "client",
-                "library": transport,
-            }
-        ],
-    }
 
 
 def _settle(expected: int, quiet_s: float = 5.0, timeout: float = 900) -> dict[str, object]:

@@ -162,3 +162,12 @@ def test_a_batch_a_writer_is_still_writing_is_resolved_later(tmp_path: Path) -> 
         "b1": {"hits": 4, "non_hits": 0, "failed": {}}
     }
     writer.close()
+
+
+def test_metrics_say_when_the_frames_lost_are_a_floor() -> None:
+    died = {"lost": 5, "lost_by_reason": {"ingress_died": 5}, "messages_lost": 5}
+    text = render_totals({**died, "lost_at_least": True}).decode()
+    assert "peaknet_service_messages_lost_total 5.0" in text
+    assert "peaknet_service_frames_lost_is_lower_bound 1.0" in text
+    exact = render_totals({"lost": 0, "messages_lost": 0, "lost_at_least": False}).decode()
+    assert "peaknet_service_frames_lost_is_lower_bound 0.0" in exact

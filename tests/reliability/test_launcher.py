@@ -111,3 +111,24 @@ def test_sigterm_drains_in_flight_batches_and_leaves_complete_files(tmp_path: Pa
         shape=FRAME_SHAPE, peaks=PEAKS_PER_HIT, hit_fraction=0.5, seed=12
     ).batch(0, 200)
     assert set(written) <= {t.timestamp for t in truth if t.is_hit}
+
+
+def test_the_drain_line_gives_the_service_account_with_what_a_dead_ingress_lost() -> None:
+    from deployments.launcher import _summary
+
+    replica = {"received": 1208, "hits_written": 596, "non_hits": 612, "failed": 0}
+    service = {
+        "received": 1917,
+        "hits_written": 889,
+        "non_hits": 1020,
+        "failed": 0,
+        "in_flight": 0,
+        "lost": 8,
+        "lost_at_least": True,
+        "lost_by_reason": {"ingress_died": 8},
+        "messages_lost": 0,
+    }
+    line = _summary({**replica, "in_flight": 0, "service": service})
+    assert line.startswith("received=1917, hits_written=889, non_hits=1020, failed=0")
+    assert "lost=at least 8 {'ingress_died': 8} (messages_lost=0)" in line
+    assert "lost" not in _summary({**replica, "in_flight": 0})

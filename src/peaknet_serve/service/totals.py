@@ -205,6 +205,18 @@ class TotalsCollector(Collector):
                 family.add_metric([reason], _count(n))
             yield family
         yield CounterMetricFamily(
+            "peaknet_service_messages_lost",
+            "Messages a dead ingress replica had taken from the socket and not handed on; each "
+            "counts as one frame in frames_lost, so the frames lost are at least this.",
+            value=_count(t.get("messages_lost")),
+        )
+        yield GaugeMetricFamily(
+            "peaknet_service_frames_lost_is_lower_bound",
+            "1 when frames_lost{reason=ingress_died} is a floor (a dead replica held messages "
+            "whose frames were not counted), else 0.",
+            value=1.0 if t.get("lost_at_least") else 0.0,
+        )
+        yield CounterMetricFamily(
             "peaknet_service_peers_rejected",
             "Connections to the data port closed because their peer is not in "
             "source.allowed_peers (one per connection attempt; the pusher redials).",
