@@ -58,7 +58,7 @@ from peaknet_serve.engine.model_prep import (
     init_cuda_graph_thread,
     switch_to_fused_kernels,
 )
-from peaknet_serve.engine.shapes import Pair, ShapeGate
+from peaknet_serve.engine.shapes import Pair, ShapeGate, pair_of
 from peaknet_serve.engine.staging import SlotPool, StagingStats
 from peaknet_serve.engine.streams import BatchStreams
 from peaknet_serve.errors import ConfigError, DecodeError
@@ -228,10 +228,10 @@ class InferenceEngine:
             out.copy_(self._forward_eager(frames.to(torch.float32)))
             return
         if self._aot is not None:
-            runner = self._aot_runners[_pair(frames)]
+            runner = self._aot_runners[pair_of(frames)]
             out.copy_(runner(frames.to(torch.float32)))
             return
-        if self._graphs is not None and self._graphs.has(_pair(frames)):
+        if self._graphs is not None and self._graphs.has(pair_of(frames)):
             self._graphs.run(frames, out)
             return
         if self._cuda_graphs:
@@ -386,7 +386,3 @@ class InferenceEngine:
             self._aot.close()
         self._launcher.shutdown(wait=True)
         self._copier.close()
-
-
-def _pair(frames: torch.Tensor) -> Pair:
-    return (frames.shape[0], frames.shape[1], frames.shape[2])

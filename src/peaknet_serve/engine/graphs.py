@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from peaknet_serve.engine.shapes import Pair
+from peaknet_serve.engine.shapes import Pair, pair_of
 
 
 @dataclass
@@ -61,7 +61,7 @@ class GraphedForward:
             RuntimeError: from CUDA if the forward cannot be captured (it synchronises, or
                 allocates outside the graph's pool); the pair is then left uncaptured.
         """
-        pair: Pair = (frames.shape[0], frames.shape[1], frames.shape[2])
+        pair = pair_of(frames)
         if pair in self._captured:
             return
         static_in = frames.to(torch.float32, copy=True)
@@ -78,7 +78,7 @@ class GraphedForward:
     def run(self, frames: torch.Tensor, out: torch.Tensor) -> None:
         """Masks of ``frames`` (any dtype, a captured pair's shape) into ``out``, enqueued on the
         current stream; ``out`` holds them in stream order, the static output is reused."""
-        captured = self._captured[(frames.shape[0], frames.shape[1], frames.shape[2])]
+        captured = self._captured[pair_of(frames)]
         captured.static_in.copy_(frames)
         if captured.graph is None:
             out.copy_(self._forward(captured.static_in))

@@ -17,12 +17,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from peaknet_serve.errors import DecodeError
 
 logger = logging.getLogger(__name__)
 
 Pair = tuple[int, int, int]
+
+
+def pair_of(frames: Any) -> Pair:
+    """The (batch, height, width) pair of a (B, H, W) array or tensor."""
+    return (frames.shape[0], frames.shape[1], frames.shape[2])
 """(bucket, height, width)."""
 
 
