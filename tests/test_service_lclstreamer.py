@@ -1,11 +1,13 @@
 """The whole service (Serve on a local Ray, demo model on the CPU) fed by the real LCLStreamer:
 main over zmq and 0.3 over nng, default receive buffer. Every frame is accounted for, the CXI
 files hold the values and metadata LCLStreamer wrote, and in runs that end right after their last
-send into a service slower than the producer the service reads the socket all along; what the
-producer itself drops at exit (LINGER 0, nng's close) is not asserted away (docs/benchmarks.md)."""
+send into a service slower than the producer the service reads the socket all along, its reader
+at niceness 0 where Ray's workers run at 15: what may still go missing is the one batch the
+producer's own exit races (LINGER 0, nng's close; docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -79,11 +81,11 @@ def test_lclstreamer_into_the_service_every_frame_accounted_and_written_as_sent(
                 what=f"{total} frames to settle",
             )
             s = status(ray_cluster)
-            # Either version may lose its last batches on its own side when it exits, as into a
-            # receiver that only receives (docs/benchmarks.md); the service read all along.
+            # The service read all along, so what either version may still lose is the one
+            # batch its own exit raced (LINGER 0, nng's close), as into a receiver that only
+            # receives (docs/benchmarks.md). A reader at Ray's worker niceness lost up to 6.
             assert s["receive_buffer"]["times_full"] == 0
-            if version == "0.3":  # nng: at most the batch its close dropped
-                assert total - s["received"] <= batch_size, f"run {run}: {total - s['received']}"
+            assert total - s["received"] <= batch_size, f"run {run}: {total - s['received']}"
             total = s["received"]
             assert s["received"] == s["hits_written"] + s["non_hits"] + s["failed"]
             assert s["failed"] == 0 and s["messages_rejected"] == 0
@@ -91,6 +93,8 @@ def test_lclstreamer_into_the_service_every_frame_accounted_and_written_as_sent(
         written = lclstreamer.written_batches(tmp_path / "run0" / "written")
         assert s["last_message_age_s"] is not None and s["wrong_protocol_connections"] == 0
         assert s["receive_buffer"]["max_bytes"] == 4 * 1024**3
+        if os.geteuid() == 0:  # below Ray's worker niceness (15) needs CAP_SYS_NICE
+            assert s["receive_buffer"]["reader_niceness"] == 0
         assert s["metadata"]["frames_without_energy"] == 0
         ready = get(ray_cluster, "/readyz").json()
         assert {"connected_peers", "last_message_age_s"} <= set(ready)

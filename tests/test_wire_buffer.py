@@ -4,13 +4,18 @@ stops reading (backpressure) only when full, keeps what it holds across ``close`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from peaknet_serve.pusher import push_frames
 from peaknet_serve.wire import SourceConfig, decode_message, make_source
-from peaknet_serve.wire.buffer import BufferedSource
+from peaknet_serve.wire.buffer import BufferedSource, buffered_source
 from tests.conftest import free_port
 
 FRAMES, BATCH, SHAPE = 48, 4, (32, 32)
@@ -109,3 +114,80 @@ async def test_close_keeps_what_is_buffered_then_receive_returns_none_at_once() 
     started = loop.time()
     assert await source.receive() is None
     assert loop.time() - started < 1.0  # not the 5 s receive timeout: a drain ends at once
+
+
+def thread_niceness() -> dict[int, tuple[str, int]]:
+    """Each thread of this process: native id -> (name, Linux niceness), from /proc (proc(5):
+    ``stat`` field 19 is the niceness)."""
+    threads = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that has just ended
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            threads[int(task.name)] = ((task / "comm").read_text().strip(), int(fields[16]))
+    return threads
+
+
+@pytest.mark.parametrize("transport", ["nng", "zmq"])
+async def test_the_reader_and_the_threads_it_starts_run_at_the_configured_niceness(
+    transport: str,
+) -> None:
+    """Ray starts workers at niceness 15; the reader is given its own so that it gets a core
+    before the model and the writers. A niceness above the current one needs no privilege."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    wanted = min(current + 3, 19)
+    before = thread_niceness()
+    port = free_port()
+    config = SourceConfig(
+        transport=transport,
+        addresses=[f"tcp://127.0.0.1:{port}"],
+        recv_timeout_s=0.2,
+        reader_niceness=wanted,
+    )
+    source = buffered_source(config)
+    await source.open()
+    try:
+        started = {tid: t for tid, t in thread_niceness().items() if tid not in before}
+        (reader,) = [t.native_id for t in threading.enumerate() if t.name == "socket-reader"]
+        assert reader in started
+        if transport == "zmq":  # libzmq starts its I/O threads with each context
+            assert "ZMQbg/IO/0" in {name for name, _ in started.values()}
+        assert {nice for _, nice in started.values()} == {wanted}, started
+        assert source.snapshot()["reader_niceness"] == wanted
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == current
+        pusher = start_pusher(port, transport)
+        frames = 0
+        while frames < FRAMES:
+            payload = await source.receive()
+            assert payload is not None, f"only {frames} of {FRAMES} frames arrived"
+            frames += len(decode_message(payload))
+        pusher.join(30)
+    finally:
+        source.close()
+
+
+UNPRIVILEGED_READER = """
+import logging, os, resource, threading
+from peaknet_serve.wire.buffer import set_thread_niceness
+logging.basicConfig()
+os.nice(5)
+resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
+if os.geteuid() == 0:
+    os.setuid(65534)  # drops CAP_SYS_NICE
+got = []
+thread = threading.Thread(target=lambda: got.append(
+    (set_thread_niceness(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))))
+thread.start()
+thread.join()
+print(*got[0])
+"""
+
+
+def test_a_reader_refused_a_lower_niceness_keeps_its_own_and_says_how_to_grant_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", UNPRIVILEGED_READER], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["5", "5"]
+    assert "source.reader_niceness=0 needs CAP_SYS_NICE or RLIMIT_NICE (ulimit -e 20)" in (
+        done.stderr
+    )

@@ -8,7 +8,9 @@ HTTP requests, Ray calls) gets round to it. ``BufferedSource`` reads its inner s
 of its own, with its own event loop (the socket and its peer watch live there), into a queue
 bounded by ``max_bytes`` and ``max_messages``; it stops reading the socket only while that queue
 is full, so backpressure still reaches the pusher, but only after the buffer has absorbed a few
-seconds of batches. Memory is bounded by ``max_bytes`` plus one message (a single message larger
+seconds of batches. The reader thread runs at ``reader_niceness`` (0 by default, where Ray's
+workers run at 15): it is the one place where waiting for a core loses data, everything after it
+has backpressure. Memory is bounded by ``max_bytes`` plus one message (a single message larger
 than the buffer is still taken when the buffer is empty), plus the socket's own queue
 (``source.recv_buffer_messages``).
 """
@@ -19,6 +21,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -46,6 +49,8 @@ class BufferedSource:
         max_messages: messages held at most.
         recv_timeout_s: how long ``receive`` waits for a message before returning None.
         peer_watch: makes the ``PeerWatch`` of the socket (run while the source is open).
+        niceness: Linux niceness for the reader thread, set before it opens the socket so the
+            socket library's I/O threads inherit it; None leaves the thread as it starts.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class BufferedSource:
         max_messages: int,
         recv_timeout_s: float,
         peer_watch: Callable[[BufferedSource], PeerWatch] | None = None,
+        niceness: int | None = None,
     ) -> None:
         if max_bytes < 1 or max_messages < 1:
             raise ValueError("a receive buffer holds at least one message and one byte")
@@ -63,6 +69,8 @@ class BufferedSource:
         self.max_bytes = max_bytes
         self.max_messages = max_messages
         self._timeout_s = recv_timeout_s
+        self.niceness = niceness
+        self.reader_niceness: int | None = None  # what the reader thread got, once it runs
         self._queue: deque[Message] = deque()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -121,6 +129,7 @@ class BufferedSource:
         """The reader thread's event loop: the socket, its peer watch and the read loop."""
         self._reader_loop = asyncio.get_running_loop()
         self._room = asyncio.Event()
+        self.reader_niceness = set_thread_niceness(self.niceness)
         try:
             await self.inner.open()
             if self.watch is not None:
@@ -244,7 +253,35 @@ class BufferedSource:
             "peak_messages": self.peak_messages,
             "peak_bytes": self.peak_bytes,
             "times_full": self.times_full,
+            "reader_niceness": self.reader_niceness,
         }
+
+
+def set_thread_niceness(niceness: int | None) -> int:
+    """Give the calling thread (and the threads it starts later) Linux niceness ``niceness``.
+
+    On Linux ``setpriority(PRIO_PROCESS, tid)`` acts on one thread (setpriority(2), "Bugs").
+    Lowering the niceness below the current one needs CAP_SYS_NICE or RLIMIT_NICE: without them the
+    thread keeps its niceness and a warning says how to grant it. Returns the niceness the thread
+    runs at.
+    """
+    thread = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, thread)
+    if niceness is None or niceness == current:
+        return current
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, niceness)
+    except PermissionError:
+        logger.warning(
+            "the socket reader stays at niceness %d: going to source.reader_niceness=%d needs "
+            "CAP_SYS_NICE or RLIMIT_NICE (ulimit -e %d); on a node with busy cores a pusher that "
+            "exits right after its last send may then lose what it still queues",
+            current,
+            niceness,
+            20 - niceness,
+        )
+        return current
+    return os.getpriority(os.PRIO_PROCESS, thread)
 
 
 def buffered_source(config: SourceConfig) -> BufferedSource:
@@ -257,4 +294,5 @@ def buffered_source(config: SourceConfig) -> BufferedSource:
         max_messages=config.buffer_messages,
         recv_timeout_s=config.recv_timeout_s,
         peer_watch=lambda buffer: PeerWatch(inner, config, lambda: buffer.last_message_at),
+        niceness=config.reader_niceness,
     )

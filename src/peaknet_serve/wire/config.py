@@ -157,6 +157,19 @@ class SourceConfig(Section):
     buffer_messages: int = Field(
         default=64, ge=1, description="Receive buffer limit in messages (batches)."
     )
+    reader_niceness: int | None = Field(
+        default=0,
+        ge=-20,
+        le=19,
+        description=(
+            "Linux niceness of the thread that reads the socket, and of the socket library's "
+            "I/O threads it starts. Ray starts its workers at niceness 15 (RAY_worker_niceness), "
+            "so on a node whose cores are busy (a CPU model, writers, a pusher on the same "
+            "node) the reader waits its turn and the pusher's queue fills. Going below the "
+            "worker's niceness needs CAP_SYS_NICE or RLIMIT_NICE; without it the reader stays "
+            "where it is and the ingress logs that once. null leaves it alone."
+        ),
+    )
     no_peer_warning_s: float = Field(
         default=30.0,
         gt=0,
