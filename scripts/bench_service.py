@@ -4,10 +4,13 @@
         --service-output-dir /dev/shm
     python scripts/bench_service.py --shapes 1920x1920 --parts model,engine,service --skip-fp32 \
         --engine-precisions "" --layouts 1x2      # one run, one card: service/model ratio
+    python scripts/bench_service.py --shapes 1920x1920 --layouts 1x2,multi-gpu:2   # 2 GPUs / 1
 
 Parts (``--parts``, per shape):
     service    the whole service (``peaknet-serve run`` on deployments/gpu-node.yaml, local Ray,
-               one PeakNet replica per GPU, --writers writers), once per --layouts entry:
+               one PeakNet replica per GPU, --writers writers), once per --layouts entry; an
+               entry ``multi-gpu:N`` runs deployments/multi-gpu.yaml on N GPUs instead, with
+               the ingress and writer replicas per GPU that file ships:
                --pushers synthetic LCLStreamer ranks push --service-frames frames at full speed;
                frames/s settled (written or judged non-hit) in steady state, every frame
                accounted for, CXI events counted. The standard preset has random weights here,
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import yaml
@@ -44,27 +48,57 @@ URL = "http://127.0.0.1:8000"
 def bench_service(args: argparse.Namespace, shape: tuple[int, int], batch: int) -> list[Row]:
     """Pushers -> ingress -> PeakNet -> writers on this host, once per --layouts entry."""
     layouts = args.layouts or f"{torch.cuda.device_count()}x{_default_ingresses()}"
-    rows = []
-    for layout in layouts.split(","):
-        gpus, ingresses = (int(n) for n in layout.split("x"))
-        rows.append(_service_run(args, shape, batch, gpus, ingresses))
-    return rows
+    return [_service_run(args, shape, batch, layout) for layout in _layouts(args, layouts)]
 
 
-def _gpu_node() -> dict:
-    with open(os.path.join(benchlib.ROOT, "deployments", "gpu-node.yaml")) as fh:
+class Layout(NamedTuple):
+    """One service run's shipped config file and its replica counts."""
+
+    config: str
+    gpus: int
+    ingresses: int
+    writers: int
+
+
+def _layouts(args: argparse.Namespace, text: str) -> list[Layout]:
+    """``GPUSxINGRESSES`` entries run gpu-node.yaml with --writers writers; ``multi-gpu:N`` runs
+    multi-gpu.yaml on N GPUs with the ingresses and writers per GPU that file ships."""
+    layouts = []
+    for entry in text.split(","):
+        if entry.startswith("multi-gpu:"):
+            gpus = int(entry.split(":")[1])
+            replicas = _replicas(_shipped("multi-gpu.yaml"))
+            per_gpu = {name: count / replicas["PeakNet"] for name, count in replicas.items()}
+            ingresses = round(per_gpu["Ingress"] * gpus)
+            writers = round(per_gpu["PeakFinderWriter"] * gpus)
+            layouts.append(Layout("multi-gpu.yaml", gpus, ingresses, writers))
+        else:
+            gpus, ingresses = (int(n) for n in entry.split("x"))
+            layouts.append(Layout("gpu-node.yaml", gpus, ingresses, args.writers))
+    return layouts
+
+
+def _shipped(name: str) -> dict:
+    with open(os.path.join(benchlib.ROOT, "deployments", name)) as fh:
         return yaml.safe_load(fh)
+
+
+def _replicas(config: dict) -> dict[str, int]:
+    """Replicas per deployment of a shipped config (autoscaled ones: their min_replicas)."""
+    deployments = config["applications"][0]["deployments"]
+    return {
+        d["name"]: int(d.get("num_replicas") or d["autoscaling_config"]["min_replicas"])
+        for d in deployments
+    }
 
 
 def _default_ingresses() -> int:
     """Ingress replicas in deployments/gpu-node.yaml (the default layout's per-GPU count)."""
-    deployments = _gpu_node()["applications"][0]["deployments"]
-    (ingress,) = (d for d in deployments if d["name"] == "Ingress")
-    return int(ingress["num_replicas"])
+    return _replicas(_shipped("gpu-node.yaml"))["Ingress"]
 
 
 def _service_run(
-    args: argparse.Namespace, shape: tuple[int, int], batch: int, gpus: int, ingresses: int
+    args: argparse.Namespace, shape: tuple[int, int], batch: int, layout: Layout
 ) -> Row:
     """One service run the way an operator starts it: frames/s settled in steady state."""
     import httpx
@@ -72,10 +106,11 @@ def _service_run(
     from peaknet_serve.cli.inspect import summarize
     from peaknet_serve.cli.status import settled
 
+    gpus, ingresses = layout.gpus, layout.ingresses
     workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
     config_path = os.path.join(workdir, "service.yaml")
     with open(config_path, "w") as fh:
-        yaml.safe_dump(_service_config(args, shape, batch, workdir, gpus, ingresses), fh)
+        yaml.safe_dump(_service_config(args, shape, batch, workdir, layout), fh)
     log_path = os.path.join(args.out, f"service-{label(shape)}-{gpus}x{ingresses}.log")
     cli = [sys.executable, "-m", "peaknet_serve.cli"]
     with open(log_path, "w") as log:
@@ -120,6 +155,7 @@ def _service_run(
         f"{args.modes.split(',')[0]} {args.precisions.split(',')[0]}, {gpus} GPU, "
         f"{ingresses} ingress"
     )
+    note += f"; {layout.config}, {layout.writers} writers"
     row = Row("service", label(shape), variant, batch, _steady_rate(samples, total), note)
     print_row(row)
     shutil.rmtree(workdir, ignore_errors=True)  # CXI files of 1920x1920 frames fill a disk
@@ -137,14 +173,14 @@ def _service_config(
     shape: tuple[int, int],
     batch: int,
     workdir: str,
-    gpus: int,
-    ingresses: int,
+    layout: Layout,
 ) -> dict[str, object]:
-    """deployments/gpu-node.yaml for this host: random weights, every frame written."""
-    config = _gpu_node()
+    """The layout's shipped config (deployments/gpu-node.yaml or multi-gpu.yaml) for this host:
+    random weights, every frame written, the layout's replica counts."""
+    config = _shipped(layout.config)
     config["http_options"]["host"] = "127.0.0.1"
     app = config["applications"][0]
-    if ingresses > 1:
+    if layout.ingresses > 1:
         addresses = [_pusher_address(rank) for rank in range(args.pushers)]
         source = {"transport": "nng", "mode": "dial", "addresses": addresses}
     else:
@@ -165,13 +201,13 @@ def _service_config(
     app["args"]["output"] |= {"output_dir": os.path.join(workdir, "out")}
     for deployment in app["deployments"]:
         if deployment["name"] == "Ingress":
-            deployment["num_replicas"] = ingresses
+            deployment["num_replicas"] = layout.ingresses
         if deployment["name"] == "PeakNet":
-            deployment["num_replicas"] = gpus
+            deployment["num_replicas"] = layout.gpus
             deployment["user_config"]["max_batch_frames"] = batch
         if deployment["name"] == "PeakFinderWriter":
             deployment.pop("autoscaling_config", None)
-            deployment["num_replicas"] = args.writers
+            deployment["num_replicas"] = layout.writers
     return config
 
 
@@ -188,9 +224,23 @@ def _steady_rate(samples: list[tuple[float, int]], total: int) -> float:
 
 def ratios(rows: list[Row]) -> list[str]:
     """Each service row over the fastest engine (f32 input) and compiled model row of its shape
-    in the same run: issue 16's "service >= 95% of the engine"."""
+    in the same run (issue 16's "service >= 95% of the engine"), and each service row on several
+    GPUs over the fastest one-GPU service row of its shape (its ">= 1.9x one GPU" on two)."""
     lines = []
-    for service in (r for r in rows if r.part == "service"):
+    services = [r for r in rows if r.part == "service"]
+    for service in services:
+        one_gpu = [
+            r.frames_per_s
+            for r in services
+            if r.shape == service.shape and ", 1 GPU," in r.variant and r.frames_per_s
+        ]
+        if ", 1 GPU," not in service.variant and one_gpu:
+            lines.append(
+                f"ratio     {service.shape:9} {service.variant:34} / fastest 1-GPU service: "
+                f"{service.frames_per_s / max(one_gpu):.2f}x "
+                f"({service.frames_per_s:.1f} / {max(one_gpu):.1f})"
+            )
+    for service in services:
         for part, picks in (("engine", "f32 in"), ("model", "")):
             same = [
                 r.frames_per_s
@@ -228,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--layouts",
         default="",
-        help="runs as GPUSxINGRESSES, e.g. 1x1,2x2 (default: all GPUs x the ingresses of "
-        "deployments/gpu-node.yaml). With several ingresses the pushers listen and every "
-        "ingress dials every pusher (deployments/multi-gpu.yaml)",
+        help="runs as GPUSxINGRESSES of deployments/gpu-node.yaml, e.g. 1x1,2x2 (default: all "
+        "GPUs x the ingresses of gpu-node.yaml), or multi-gpu:N for deployments/multi-gpu.yaml "
+        "on N GPUs. With several ingresses the pushers listen and every ingress dials every "
+        "pusher",
     )
     parser.add_argument(
         "--service-output-dir",

@@ -46,7 +46,9 @@ def test_service_run_config_is_gpu_node_yaml_adapted_and_valid(
         cache_dir="",
     )
     gpus, ingresses = layout
-    config = bench._service_config(args, (512, 512), 64, str(tmp_path), gpus, ingresses)
+    (entry,) = bench._layouts(args, f"{gpus}x{ingresses}")
+    assert entry.config == "gpu-node.yaml"
+    config = bench._service_config(args, (512, 512), 64, str(tmp_path), entry)
     service = load_service_config(config)
     assert service.source.mode == mode
     ranks = range(1) if mode == "listen" else range(3)
@@ -61,6 +63,31 @@ def test_service_run_config_is_gpu_node_yaml_adapted_and_valid(
     assert replicas["PeakNet"]["user_config"]["max_batch_frames"] == 64
     assert replicas["PeakFinderWriter"]["num_replicas"] == 5
     assert "autoscaling_config" not in replicas["PeakFinderWriter"]
+
+
+def test_multi_gpu_layout_runs_the_shipped_multi_gpu_yaml_scaled_per_gpu(tmp_path: Path) -> None:
+    bench = _script("bench_service")
+    args = argparse.Namespace(
+        preset="peaknet-standard",
+        precisions="bf16",
+        modes="default",
+        pushers=3,
+        writers=5,
+        cache_dir="",
+    )
+    shipped = bench._replicas(bench._shipped("multi-gpu.yaml"))
+    per_gpu = {name: count // shipped["PeakNet"] for name, count in shipped.items()}
+    (layout,) = bench._layouts(args, "multi-gpu:2")
+    assert layout == ("multi-gpu.yaml", 2, 2 * per_gpu["Ingress"], 2 * per_gpu["PeakFinderWriter"])
+    config = bench._service_config(args, (512, 512), 64, str(tmp_path), layout)
+    service = load_service_config(config)
+    assert service.source.mode == "dial" and len(service.source.addresses) == 3
+    replicas = bench._replicas(config)
+    assert replicas == {
+        "Ingress": layout.ingresses,
+        "PeakNet": 2,
+        "PeakFinderWriter": layout.writers,
+    }
 
 
 def test_steady_rate_leaves_out_ramp_up_and_tail() -> None:
@@ -80,11 +107,14 @@ def test_ratios_take_the_fastest_compiled_rows_of_the_same_shape() -> None:
         row("engine", "1920x1920", "default bf16 f32 in", 16, 60.0),
         row("engine", "1920x1920", "default bf16 f64 in", 16, 70.0),
         row("service", "1920x1920", "default bf16, 1 GPU, 2 ingress", 16, 72.0),
+        row("service", "1920x1920", "default bf16, 1 GPU, 1 ingress", 16, 50.0),
+        row("service", "1920x1920", "default bf16, 2 GPU, 4 ingress", 16, 140.4),
     ]
     lines = bench.ratios(rows)
-    assert len(lines) == 2
-    assert "fastest engine: 120.0% (72.0 / 60.0)" in lines[0]
-    assert "fastest model: 90.0% (72.0 / 80.0)" in lines[1]
+    assert len(lines) == 7
+    assert "2 GPU, 4 ingress" in lines[0] and "1-GPU service: 1.95x (140.4 / 72.0)" in lines[0]
+    assert "fastest engine: 120.0% (72.0 / 60.0)" in lines[1]
+    assert "fastest model: 90.0% (72.0 / 80.0)" in lines[2]
 
 
 @pytest.mark.parametrize(

@@ -87,11 +87,12 @@ class EngineConfig(Section):
         "stays free in between.",
     )
     fused_dwconv_stages: tuple[int, ...] = Field(
-        default=(0, 1, 2, 3),
+        default=(1,),
         description="Backbone stages (0-3) whose ConvNeXt blocks run the depthwise 7x7 conv + "
         "LayerNorm as one Triton kernel (model/kernels.py) instead of cuDNN + LayerNorm; same "
-        "weights, same function. All four by default: the engine ran fastest so (H200, "
-        "docs/perf-notes.md). Only on a GPU, with channels_last and a compile mode other than "
+        "weights, same function. Stage 1 by default, where cuDNN's channels_last depthwise "
+        "kernel is slowest: the engine ran fastest so (H200, docs/perf-notes.md, issue 16 "
+        "run 14). Only on a GPU, with channels_last and a compile mode other than "
         '"aot"; a CPU always runs the plain PyTorch path.',
     )
     cudnn_benchmark: bool = Field(
