@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         cwd=ROOT,
     )
     clean_runs = 0
+    reader_niceness = None
     try:
         benchlib.wait_ready(service, URL, timeout=600)
         total = 0
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             pushed_s = time.perf_counter() - started
             total += events
             status = _settle(total)
+            reader_niceness = status["receive_buffer"]["reader_niceness"]
             lost = total - status["received"]
             total = status["received"]  # the next run's count starts from what arrived
             clean_runs += lost == 0
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         f"LCLStreamer {args.version} over {transport}: {clean_runs} of {args.runs} runs lost "
         f"0 frames ({args.batch_size} x {args.shape[0]}x{args.shape[1]} float32 per batch; "
         f"source settings changed: {source or 'none'}; producer linger: "
-        f"{args.producer_linger_ms or 0} ms)\n"
+        f"{args.producer_linger_ms or 0} ms; the service's socket reader at niceness "
+        f"{reader_niceness})\n"
     )
     return 0
 
