@@ -66,16 +66,26 @@ def _layouts(args: argparse.Namespace, text: str) -> list[Layout]:
     layouts = []
     for entry in text.split(","):
         if entry.startswith("multi-gpu:"):
-            gpus = int(entry.split(":")[1])
+            gpus = _count(entry, entry.split(":")[1])
             replicas = _replicas(_shipped("multi-gpu.yaml"))
             per_gpu = {name: count / replicas["PeakNet"] for name, count in replicas.items()}
             ingresses = round(per_gpu["Ingress"] * gpus)
             writers = round(per_gpu["PeakFinderWriter"] * gpus)
             layouts.append(Layout("multi-gpu.yaml", gpus, ingresses, writers))
         else:
-            gpus, ingresses = (int(n) for n in entry.split("x"))
+            counts = entry.split("x")
+            if len(counts) != 2:
+                raise ValueError(f"--layouts {entry!r}: expected GPUSxINGRESSES or multi-gpu:N")
+            gpus, ingresses = (_count(entry, n) for n in counts)
             layouts.append(Layout("gpu-node.yaml", gpus, ingresses, args.writers))
     return layouts
+
+
+def _count(entry: str, text: str) -> int:
+    """A replica or GPU count of a --layouts entry: an integer of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--layouts {entry!r}: {text!r} is not a count of at least 1")
+    return int(text)
 
 
 def _shipped(name: str) -> dict:
@@ -111,7 +121,10 @@ def _service_run(
     config_path = os.path.join(workdir, "service.yaml")
     with open(config_path, "w") as fh:
         yaml.safe_dump(_service_config(args, shape, batch, workdir, layout), fh)
-    log_path = os.path.join(args.out, f"service-{label(shape)}-{gpus}x{ingresses}.log")
+    config_name = os.path.splitext(layout.config)[0]
+    log_path = os.path.join(
+        args.out, f"service-{label(shape)}-{config_name}-{gpus}x{ingresses}.log"
+    )
     cli = [sys.executable, "-m", "peaknet_serve.cli"]
     with open(log_path, "w") as log:
         service = subprocess.Popen([*cli, "run", config_path], stdout=log, stderr=log)

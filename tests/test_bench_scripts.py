@@ -90,6 +90,13 @@ def test_multi_gpu_layout_runs_the_shipped_multi_gpu_yaml_scaled_per_gpu(tmp_pat
     }
 
 
+@pytest.mark.parametrize("entry", ["multi-gpu:0", "multi-gpu:x", "2", "0x2", "1x2x3"])
+def test_a_bad_layout_is_refused_naming_it(entry: str) -> None:
+    bench = _script("bench_service")
+    with pytest.raises(ValueError, match=f"--layouts '{entry}'"):
+        bench._layouts(argparse.Namespace(writers=5), entry)
+
+
 def test_steady_rate_leaves_out_ramp_up_and_tail() -> None:
     bench = _script("bench_service")
     # 0-10 s: slow start; 10-20 s: 100 frames/s; then a slow tail.

@@ -4,18 +4,17 @@ stops reading (backpressure) only when full, keeps what it holds across ``close`
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from peaknet_serve.pusher import push_frames
 from peaknet_serve.wire import SourceConfig, decode_message, make_source
-from peaknet_serve.wire.buffer import BufferedSource, buffered_source
+from peaknet_serve.wire.buffer import BufferedSource
 from tests.conftest import free_port
 
 FRAMES, BATCH, SHAPE = 48, 4, (32, 32)
@@ -116,53 +115,70 @@ async def test_close_keeps_what_is_buffered_then_receive_returns_none_at_once() 
     assert loop.time() - started < 1.0  # not the 5 s receive timeout: a drain ends at once
 
 
-def thread_niceness() -> dict[int, tuple[str, int]]:
-    """Each thread of this process: native id -> (name, Linux niceness), from /proc (proc(5):
-    ``stat`` field 19 is the niceness)."""
-    threads = {}
+NICE_READER = """
+import asyncio, json, os, sys, threading
+from pathlib import Path
+from peaknet_serve.pusher import push_frames
+from peaknet_serve.wire import SourceConfig, decode_message
+from peaknet_serve.wire.buffer import buffered_source
+
+def threads():  # native id -> (name, niceness: field 19 of stat, proc(5))
+    out = {}
     for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a thread that has just ended
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            threads[int(task.name)] = ((task / "comm").read_text().strip(), int(fields[16]))
-    return threads
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        out[int(task.name)] = ((task / "comm").read_text().strip(), int(fields[16]))
+    return out
+
+async def main(transport, port, wanted):
+    before = threads()
+    source = buffered_source(SourceConfig(
+        transport=transport, addresses=[f"tcp://127.0.0.1:{port}"], recv_timeout_s=0.2,
+        reader_niceness=wanted))
+    await source.open()
+    started = {tid: t for tid, t in threads().items() if tid not in before}
+    reader = next(t.native_id for t in threading.enumerate() if t.name == "socket-reader")
+    pusher = threading.Thread(target=push_frames, kwargs=dict(
+        address=f"tcp://127.0.0.1:{port}", transport=transport, frames=8, batch_size=4,
+        shape=(32, 32), peaks=2, linger_s=3.0), daemon=True)
+    pusher.start()
+    frames = 0
+    while frames < 8 and (payload := await source.receive()) is not None:
+        frames += len(decode_message(payload))
+    source.close()
+    print(json.dumps({
+        "started": {started[tid][0] + ("-reader" if tid == reader else ""): started[tid][1]
+                    for tid in started},
+        "loop": os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+        "status": source.snapshot()["reader_niceness"], "frames": frames}))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
 
 
 @pytest.mark.parametrize("transport", ["nng", "zmq"])
-async def test_the_reader_and_the_threads_it_starts_run_at_the_configured_niceness(
+def test_the_reader_and_the_threads_it_starts_run_at_the_configured_niceness(
     transport: str,
 ) -> None:
     """Ray starts workers at niceness 15; the reader is given its own so that it gets a core
-    before the model and the writers. A niceness above the current one needs no privilege."""
+    before the model and the writers, and so are the socket library's I/O threads, which it
+    starts (nng's pool is the process's: a fresh process shows it). A niceness above the
+    current one needs no privilege."""
     current = os.getpriority(os.PRIO_PROCESS, 0)
     wanted = min(current + 3, 19)
-    before = thread_niceness()
-    port = free_port()
-    config = SourceConfig(
-        transport=transport,
-        addresses=[f"tcp://127.0.0.1:{port}"],
-        recv_timeout_s=0.2,
-        reader_niceness=wanted,
+    done = subprocess.run(
+        [sys.executable, "-c", NICE_READER, transport, str(free_port()), str(wanted)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    source = buffered_source(config)
-    await source.open()
-    try:
-        started = {tid: t for tid, t in thread_niceness().items() if tid not in before}
-        (reader,) = [t.native_id for t in threading.enumerate() if t.name == "socket-reader"]
-        assert reader in started
-        if transport == "zmq":  # libzmq starts its I/O threads with each context
-            assert "ZMQbg/IO/0" in {name for name, _ in started.values()}
-        assert {nice for _, nice in started.values()} == {wanted}, started
-        assert source.snapshot()["reader_niceness"] == wanted
-        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == current
-        pusher = start_pusher(port, transport)
-        frames = 0
-        while frames < FRAMES:
-            payload = await source.receive()
-            assert payload is not None, f"only {frames} of {FRAMES} frames arrived"
-            frames += len(decode_message(payload))
-        pusher.join(30)
-    finally:
-        source.close()
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    library = "nng:" if transport == "nng" else "ZMQbg/"
+    assert any(name.startswith(library) for name in got["started"]), got
+    assert "python-reader" in got["started"], got
+    assert set(got["started"].values()) == {wanted}, got
+    assert got["loop"] == current and got["status"] == wanted
+    assert got["frames"] == 8
 
 
 UNPRIVILEGED_READER = """
