@@ -32,19 +32,23 @@ def test_script_answers_help(name: str, capsys: pytest.CaptureFixture[str]) -> N
     assert "--seconds" in capsys.readouterr().out
 
 
+SERVICE_ARGS = argparse.Namespace(
+    preset="peaknet-standard",
+    precisions="bf16",
+    modes="default",
+    pushers=3,
+    writers=5,
+    cache_dir="",
+)
+"""The command-line arguments bench_service's config builder reads."""
+
+
 @pytest.mark.parametrize(("layout", "mode"), [((1, 1), "listen"), ((2, 2), "dial")])
 def test_service_run_config_is_gpu_node_yaml_adapted_and_valid(
     tmp_path: Path, layout: tuple[int, int], mode: str
 ) -> None:
     bench = _script("bench_service")
-    args = argparse.Namespace(
-        preset="peaknet-standard",
-        precisions="bf16",
-        modes="default",
-        pushers=3,
-        writers=5,
-        cache_dir="",
-    )
+    args = SERVICE_ARGS
     gpus, ingresses = layout
     (entry,) = bench._layouts(args, f"{gpus}x{ingresses}")
     assert entry.config == "gpu-node.yaml"
@@ -67,14 +71,7 @@ def test_service_run_config_is_gpu_node_yaml_adapted_and_valid(
 
 def test_multi_gpu_layout_runs_the_shipped_multi_gpu_yaml_scaled_per_gpu(tmp_path: Path) -> None:
     bench = _script("bench_service")
-    args = argparse.Namespace(
-        preset="peaknet-standard",
-        precisions="bf16",
-        modes="default",
-        pushers=3,
-        writers=5,
-        cache_dir="",
-    )
+    args = SERVICE_ARGS
     shipped = bench._replicas(bench._shipped("multi-gpu.yaml"))
     per_gpu = {name: count // shipped["PeakNet"] for name, count in shipped.items()}
     (layout,) = bench._layouts(args, "multi-gpu:2")
