@@ -66,7 +66,7 @@ def _layouts(args: argparse.Namespace, text: str) -> list[Layout]:
     layouts = []
     for entry in text.split(","):
         if entry.startswith("multi-gpu:"):
-            gpus = _count(entry, entry.split(":")[1])
+            gpus = _count(entry, entry.removeprefix("multi-gpu:"))
             replicas = _replicas(_shipped("multi-gpu.yaml"))
             per_gpu = {name: count / replicas["PeakNet"] for name, count in replicas.items()}
             ingresses = round(per_gpu["Ingress"] * gpus)
@@ -83,7 +83,7 @@ def _layouts(args: argparse.Namespace, text: str) -> list[Layout]:
 
 def _count(entry: str, text: str) -> int:
     """A replica or GPU count of a --layouts entry: an integer of at least 1."""
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdecimal()) or int(text) < 1:
         raise ValueError(f"--layouts {entry!r}: {text!r} is not a count of at least 1")
     return int(text)
 
@@ -302,7 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where CXI files go (a temp folder if ''; /dev/shm takes the disk out)",
     )
     parser.add_argument("--cache-dir", default="", help="compile cache (a temp folder if '')")
-    return benchlib.run_tool(parser.parse_args(argv), PARTS, "bench_service", ratios)
+    args = parser.parse_args(argv)
+    try:
+        _layouts(args, args.layouts or "1x1")  # checked before minutes of model runs
+    except ValueError as exc:
+        parser.error(str(exc))
+    return benchlib.run_tool(args, PARTS, "bench_service", ratios)
 
 
 if __name__ == "__main__":

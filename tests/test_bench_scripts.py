@@ -87,11 +87,18 @@ def test_multi_gpu_layout_runs_the_shipped_multi_gpu_yaml_scaled_per_gpu(tmp_pat
     }
 
 
-@pytest.mark.parametrize("entry", ["multi-gpu:0", "multi-gpu:x", "2", "0x2", "1x2x3"])
-def test_a_bad_layout_is_refused_naming_it(entry: str) -> None:
+@pytest.mark.parametrize(
+    "entry", ["multi-gpu:0", "multi-gpu:x", "multi-gpu:2:9", "2", "0x2", "1x2x3", "\u00b2x1"]
+)
+def test_a_bad_layout_is_refused_naming_it_before_anything_runs(
+    entry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     bench = _script("bench_service")
     with pytest.raises(ValueError, match=f"--layouts '{entry}'"):
         bench._layouts(argparse.Namespace(writers=5), entry)
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--parts", "model,engine,service", "--layouts", f"1x1,{entry}"])
+    assert exit_.value.code == 2 and f"--layouts '{entry}'" in capsys.readouterr().err
 
 
 def test_steady_rate_leaves_out_ramp_up_and_tail() -> None:

@@ -7,6 +7,7 @@ exit (LINGER 0, nng's close) is not asserted away (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
@@ -98,8 +99,11 @@ def test_lclstreamer_into_the_service_every_frame_accounted_and_written_as_sent(
             # still sending when its exit raced (LINGER 0, nng's close), as into a receiver that
             # only receives (docs/benchmarks.md): for main, several of these small batches.
             assert s["receive_buffer"]["times_full"] == 0
+            lost = total - s["received"]
             if version == "0.3":  # nng: at most the batch its close dropped
-                assert total - s["received"] <= batch_size, f"run {run}: {total - s['received']}"
+                assert lost <= batch_size, f"run {run}: {lost}"
+            else:  # main: at most its SNDHWM of 5 batches and the one it was writing
+                assert lost <= 6 * batch_size, f"run {run}: {lost}"
             total = s["received"]
             assert s["received"] == s["hits_written"] + s["non_hits"] + s["failed"]
             assert s["failed"] == 0 and s["messages_rejected"] == 0
@@ -107,8 +111,9 @@ def test_lclstreamer_into_the_service_every_frame_accounted_and_written_as_sent(
         written = lclstreamer.written_batches(tmp_path / "run0" / "written")
         assert s["last_message_age_s"] is not None and s["wrong_protocol_connections"] == 0
         assert s["receive_buffer"]["max_bytes"] == 4 * 1024**3
-        # Ray starts its workers at niceness 15; the reader asks for 0 (source.reader_niceness)
-        assert s["receive_buffer"]["reader_niceness"] == (0 if may_lower_niceness() else 15)
+        # Ray's workers add 15 to the niceness they start at; the reader asks for 0
+        ray_worker = min(os.getpriority(os.PRIO_PROCESS, 0) + 15, 19)
+        assert s["receive_buffer"]["reader_niceness"] == (0 if may_lower_niceness() else ray_worker)
         assert s["metadata"]["frames_without_energy"] == 0
         ready = get(ray_cluster, "/readyz").json()
         assert {"connected_peers", "last_message_age_s"} <= set(ready)

@@ -274,8 +274,9 @@ def set_thread_niceness(niceness: int | None) -> int:
     except PermissionError:
         logger.warning(
             "the socket reader stays at niceness %d: going to source.reader_niceness=%d needs "
-            "CAP_SYS_NICE or RLIMIT_NICE (ulimit -e %d); on a node with busy cores a pusher that "
-            "exits right after its last send may then lose what it still queues",
+            "CAP_SYS_NICE or RLIMIT_NICE (ulimit -e %d), or start Ray with RAY_worker_niceness=0 "
+            "in its environment; on a node with busy cores a pusher that exits right after its "
+            "last send may then lose what it still queues",
             current,
             niceness,
             20 - niceness,
