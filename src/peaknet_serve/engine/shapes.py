@@ -24,12 +24,12 @@ from peaknet_serve.errors import DecodeError
 logger = logging.getLogger(__name__)
 
 Pair = tuple[int, int, int]
+"""(bucket, height, width)."""
 
 
 def pair_of(frames: Any) -> Pair:
     """The (batch, height, width) pair of a (B, H, W) array or tensor."""
     return (frames.shape[0], frames.shape[1], frames.shape[2])
-"""(bucket, height, width)."""
 
 
 class ShapeGate:
