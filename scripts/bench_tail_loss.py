@@ -45,7 +45,12 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
-from tail_loss_runs import bare_socket, producer_config, service_receive_path  # noqa: E402
+from tail_loss_runs import (  # noqa: E402
+    bare_socket,
+    producer_config,
+    service_receive_path,
+    source_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = {"main": "zmq", "0.3": "nng"}
@@ -126,7 +131,6 @@ def source_settings(pairs: list[str], transport: str, port: int) -> dict[str, ob
     from pydantic import ValidationError
 
     from peaknet_serve.config import format_validation_error
-    from peaknet_serve.wire.config import SourceConfig
 
     source: dict[str, object] = {}
     for pair in pairs:
@@ -137,11 +141,8 @@ def source_settings(pairs: list[str], transport: str, port: int) -> dict[str, ob
             source[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             raise ValueError(f"--set {pair!r}: the value is not YAML ({exc})") from None
-    default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    service = default["applications"][0]["args"]
-    address = {"transport": transport, "addresses": [f"tcp://127.0.0.1:{port}"]}
     try:
-        SourceConfig.model_validate(service.get("source", {}) | address | source)
+        source_config(transport, port, source)
     except ValidationError as exc:
         raise ValueError("--set: " + format_validation_error(exc, prefix="source.")) from None
     return source

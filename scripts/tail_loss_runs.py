@@ -17,10 +17,30 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+if TYPE_CHECKING:
+    from peaknet_serve.wire.config import SourceConfig
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped_service_args() -> dict:
+    """The application's args in the shipped serve_config.yaml (its sections by name)."""
+    return yaml.safe_load((ROOT / "serve_config.yaml").read_text())["applications"][0]["args"]
+
+
+def source_config(transport: str, port: int, settings: dict[str, object]) -> SourceConfig:
+    """serve_config.yaml's source section with this run's transport and 127.0.0.1 address and
+    ``settings`` (``--set``) over it; raises pydantic's ``ValidationError`` for a bad one."""
+    from peaknet_serve.wire.config import SourceConfig
+
+    address = {"transport": transport, "addresses": [f"tcp://127.0.0.1:{port}"]}
+    return SourceConfig.model_validate(
+        shipped_service_args().get("source", {}) | address | settings
+    )
 
 
 def bare_socket(args: argparse.Namespace, lclstreamer: Path, transport: str, queue: int) -> int:
@@ -54,13 +74,11 @@ def bare_socket(args: argparse.Namespace, lclstreamer: Path, transport: str, que
 async def service_receive_path(args: argparse.Namespace, lclstreamer: Path, transport: str) -> int:
     """LCLStreamer into the service's receive path, without Ray: the receiver's own loss."""
     from peaknet_serve.wire.buffer import buffered_source
-    from peaknet_serve.wire.config import DecodeConfig, SourceConfig
+    from peaknet_serve.wire.config import DecodeConfig
     from peaknet_serve.wire.decode import decode_message
 
-    default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())["applications"][0]["args"]
-    address = {"transport": transport, "addresses": [f"tcp://127.0.0.1:{args.port}"]}
-    config = SourceConfig.model_validate(default.get("source", {}) | address | args.source)
-    decode = DecodeConfig.model_validate(default.get("decode", {}))
+    config = source_config(transport, args.port, args.source)
+    decode = DecodeConfig.model_validate(shipped_service_args().get("decode", {}))
     source = buffered_source(config.model_copy(update={"recv_timeout_s": 0.2}))
     await source.open()
 
