@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default="", help="compile cache (a temp folder if '')")
     args = parser.parse_args(argv)
     try:
-        _layouts(args, args.layouts or "1x1")  # checked before minutes of model runs
+        if args.layouts:  # checked before minutes of model runs
+            _layouts(args, args.layouts)
     except ValueError as exc:
         parser.error(str(exc))
     return benchlib.run_tool(args, PARTS, "bench_service", ratios)

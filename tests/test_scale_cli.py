@@ -237,13 +237,13 @@ def test_asking_for_more_replicas_than_the_cluster_can_place_warns(
     assert "2 GPU asked for, 1 in the cluster" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def writers_with_files(out_dir: Path) -> set[str]:
     """Writer ids with a CXI file (finished or ``.cxi.inprogress``) under ``out_dir``: files are
     ``{prefix}-{writer_id}-{seq}.cxi``."""
     return {p.name.split(".cxi")[0].rsplit("-", 1)[0] for p in out_dir.glob("*.cxi*")}
 
 
+@pytest.mark.slow
 def test_scaling_the_writer_up_and_down_while_frames_flow_loses_nothing(
     ray_cluster: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
