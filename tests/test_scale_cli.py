@@ -14,6 +14,7 @@ import pytest
 
 from peaknet_serve import cli
 from peaknet_serve.cli import scale as scale_cli
+from peaknet_serve.cxi.format import written_files
 from peaknet_serve.errors import ConfigError
 from peaknet_serve.pusher import push_frames
 from tests.conftest import free_port
@@ -240,7 +241,7 @@ def test_asking_for_more_replicas_than_the_cluster_can_place_warns(
 def writers_with_files(out_dir: Path) -> set[str]:
     """Writer ids with a CXI file (finished or ``.cxi.inprogress``) under ``out_dir``: files are
     ``{prefix}-{writer_id}-{seq}.cxi``."""
-    return {p.name.split(".cxi")[0].rsplit("-", 1)[0] for p in out_dir.glob("*.cxi*")}
+    return {p.name.split(".cxi")[0].rsplit("-", 1)[0] for p in written_files(out_dir)}
 
 
 @pytest.mark.slow
