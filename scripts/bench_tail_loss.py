@@ -48,6 +48,7 @@ import benchlib  # noqa: E402
 from tail_loss_runs import (  # noqa: E402
     bare_socket,
     producer_config,
+    send_buffer_note,
     service_receive_path,
     source_config,
 )
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     clean_runs = 0
     reader_niceness = None
+    largest = 0
     try:
         benchlib.wait_ready(service, URL, timeout=600)
         total = 0
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             total += events
             status = _settle(total)
             reader_niceness = status["receive_buffer"]["reader_niceness"]
+            largest = status["receive_buffer"]["largest_message_bytes"]
             lost = total - status["received"]
             total = status["received"]  # the next run's count starts from what arrived
             clean_runs += lost == 0
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         f"0 frames ({args.batch_size} x {args.shape[0]}x{args.shape[1]} float32 per batch; "
         f"source settings changed: {source or 'none'}; producer linger: "
         f"{args.producer_linger_ms or 0} ms; the service's socket reader at niceness "
-        f"{reader_niceness})\n"
+        f"{reader_niceness}; {send_buffer_note(largest)})\n"
     )
     return 0
 

@@ -55,18 +55,18 @@ def bare_socket(args: argparse.Namespace, lclstreamer: Path, transport: str, que
         sock.setsockopt(zmq.RCVHWM, queue)
         sock.bind(address)
     else:
-        sock = pynng.Pull0(listen=address, recv_buffer_size=min(queue, 8192))
+        sock = pynng.Pull0(listen=address, recv_buffer_size=min(queue, 8192), recv_max_size=0)
 
-    async def receive() -> bool:
+    async def receive() -> int:
         return receive_one(sock, transport)
 
-    clean_runs = asyncio.run(lost_batches(args, lclstreamer, transport, receive))
+    clean_runs, largest = asyncio.run(lost_batches(args, lclstreamer, transport, receive))
     sock.close()
     sys.stdout.write(
         f"LCLStreamer {args.version} over {transport} into a bare socket (queue {queue}): "
         f"{clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
         f"{args.shape[0]}x{args.shape[1]} float32 per batch; producer linger: "
-        f"{args.producer_linger_ms or 0} ms)\n"
+        f"{args.producer_linger_ms or 0} ms; {send_buffer_note(largest)})\n"
     )
     return 0
 
@@ -82,20 +82,21 @@ async def service_receive_path(args: argparse.Namespace, lclstreamer: Path, tran
     source = buffered_source(config.model_copy(update={"recv_timeout_s": 0.2}))
     await source.open()
 
-    async def receive() -> bool:
+    async def receive() -> int:
         message = await source.receive()
         if message is None:
-            return False
+            return 0
         decode_message(message, decode)
-        return True
+        return memoryview(message).nbytes
 
-    clean_runs = await lost_batches(args, lclstreamer, transport, receive)
+    clean_runs, largest = await lost_batches(args, lclstreamer, transport, receive)
     source.close()
     sys.stdout.write(
         f"LCLStreamer {args.version} over {transport} into the service's receive path without "
         f"Ray: {clean_runs} of {args.runs} runs lost 0 frames ({args.batch_size} x "
         f"{args.shape[0]}x{args.shape[1]} float32 per batch; source settings changed: "
-        f"{args.source or 'none'}; producer linger: {args.producer_linger_ms or 0} ms)\n"
+        f"{args.source or 'none'}; producer linger: {args.producer_linger_ms or 0} ms; "
+        f"{send_buffer_note(largest)})\n"
     )
     return 0
 
@@ -104,12 +105,15 @@ async def lost_batches(
     args: argparse.Namespace,
     lclstreamer: Path,
     transport: str,
-    receive: Callable[[], Awaitable[bool]],
-) -> int:
-    """Run LCLStreamer ``--runs`` times into ``receive`` (True: one message taken; False: none
-    within its timeout), print each run's lost batches; returns the runs that lost none."""
+    receive: Callable[[], Awaitable[int]],
+    stuck_s: float = 60.0,
+) -> tuple[int, int]:
+    """Run LCLStreamer ``--runs`` times into ``receive`` (a message's size in bytes; 0: none
+    within its timeout), print each run's lost batches; returns the runs that lost none and the
+    largest message. A producer that neither sends nor exits for ``stuck_s`` is killed, and its
+    run counts as lossy."""
     rng = random.Random(args.seed)
-    clean_runs = 0
+    clean_runs = largest = 0
     with tempfile.TemporaryDirectory(prefix="peaknet-tail-loss-") as workdir:
         for run in range(args.runs):
             batches = rng.randint(args.min_batches, args.max_batches)
@@ -124,35 +128,52 @@ async def lost_batches(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            received, quiet_since = 0, None
+            received, quiet_since, last_message = 0, None, time.monotonic()
             while quiet_since is None or time.monotonic() - quiet_since < 3.0:
-                if await receive():
-                    received, quiet_since = received + 1, None
+                if size := await receive():
+                    received, quiet_since, last_message = received + 1, None, time.monotonic()
+                    largest = max(largest, size)
                 elif producer.poll() is not None and quiet_since is None:
+                    quiet_since = time.monotonic()
+                elif quiet_since is None and time.monotonic() - last_message > stuck_s:
+                    producer.kill()
+                    producer.wait()
+                    sys.stdout.write(f"(producer silent {stuck_s:.0f} s, killed) ")
                     quiet_since = time.monotonic()
             lost = batches - received
             clean_runs += lost == 0
             sys.stdout.write(f"run {run + 1}: {batches} batches, exit {producer.returncode}; ")
             sys.stdout.write(f"lost {lost} batches ({lost * args.batch_size} frames)\n")
             sys.stdout.flush()
-    return clean_runs
+    return clean_runs, largest
 
 
-def receive_one(sock: object, transport: str) -> bool:
-    """One message within 0.2 s, or False."""
+def receive_one(sock: object, transport: str) -> int:
+    """The size in bytes of one message within 0.2 s, or 0."""
     import pynng
 
     if transport == "zmq":
         if not sock.poll(200):
-            return False
-        sock.recv(copy=False)
-        return True
+            return 0
+        return len(sock.recv(copy=False))
     try:
         sock.recv_timeout = 200
-        sock.recv()
+        return len(sock.recv())
     except pynng.Timeout:
-        return False
-    return True
+        return 0
+
+
+def send_buffer_note(largest_message: int) -> str:
+    """The largest message against this host's TCP send-buffer limit (``wire.tcp_send_buffer``):
+    what decides whether a producer closing with LINGER 0 keeps its last batch."""
+    from peaknet_serve.wire.tcp_send_buffer import tcp_wmem_max
+
+    wmem_max = tcp_wmem_max()
+    limit = "unknown" if wmem_max is None else f"{wmem_max / 1e6:.1f} MB"
+    return (
+        f"largest message {largest_message / 1e6:.1f} MB, this host's net.ipv4.tcp_wmem max "
+        f"{limit}"
+    )
 
 
 def producer_config(args: argparse.Namespace, transport: str, events: int) -> dict[str, object]:

@@ -15,6 +15,7 @@ import pytest
 from peaknet_serve.pusher import push_frames
 from peaknet_serve.wire import SourceConfig, decode_message, make_source
 from peaknet_serve.wire.buffer import BufferedSource
+from peaknet_serve.wire.tcp_send_buffer import TCP_WMEM, tcp_wmem_max
 from tests.conftest import free_port
 
 FRAMES, BATCH, SHAPE = 48, 4, (32, 32)
@@ -113,6 +114,54 @@ async def test_close_keeps_what_is_buffered_then_receive_returns_none_at_once() 
     started = loop.time()
     assert await source.receive() is None
     assert loop.time() - started < 1.0  # not the 5 s receive timeout: a drain ends at once
+
+
+@pytest.mark.parametrize("limit_in_images", [1.5, 4.0])
+async def test_messages_too_large_for_the_hosts_send_buffer_limit_are_warned_about_once(
+    limit_in_images: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pusher closing right after its send keeps what its kernel took: a TCP send-buffer limit
+    under twice a message is logged once, with the sysctl to raise it, and shown in /status."""
+    port = free_port()
+    config = SourceConfig(transport="zmq", addresses=[f"tcp://127.0.0.1:{port}"])
+    image_bytes = 32 * 32 * 4 * BATCH  # a message is a bit larger: its HDF5 container
+    wmem_max = int(limit_in_images * image_bytes)
+    source = BufferedSource(
+        make_source(config),
+        max_messages=1000,
+        max_bytes=10**9,
+        recv_timeout_s=5.0,
+        wmem_max=wmem_max,
+    )
+    await source.open()
+    pusher = start_pusher(port, "zmq")
+    sizes = []
+    for _ in range(MESSAGES):
+        payload = await source.receive()
+        assert payload is not None
+        sizes.append(memoryview(payload).nbytes)
+    pusher.join(30)
+    source.close()
+    snapshot = source.snapshot()
+    assert snapshot["largest_message_bytes"] == max(sizes)
+    assert snapshot["tcp_wmem_max"] == wmem_max
+    warnings = [r.getMessage() for r in caplog.records if "net.ipv4.tcp_wmem" in r.getMessage()]
+    if limit_in_images < 2:
+        assert len(warnings) == 1
+        assert f"raise the limit to at least {2 * sizes[0]}" in warnings[0]
+    else:
+        assert warnings == []
+
+
+def test_tcp_wmem_max_reads_the_third_field_and_none_when_unreadable(tmp_path) -> None:
+    sysctl = tmp_path / "tcp_wmem"
+    sysctl.write_text("4096\t16384\t4194304\n")
+    assert tcp_wmem_max(sysctl) == 4194304
+    sysctl.write_text("4096 16384\n")
+    assert tcp_wmem_max(sysctl) is None
+    assert tcp_wmem_max(tmp_path / "missing") is None
+    host = tcp_wmem_max()
+    assert host is None or host == int(TCP_WMEM.read_text().split()[2])
 
 
 NICE_READER = """

@@ -12,7 +12,9 @@ seconds of batches. The reader thread runs at ``reader_niceness`` (0 by default,
 workers run at 15): it is the one place where waiting for a core loses data, everything after it
 has backpressure. Memory is bounded by ``max_bytes`` plus one message (a single message larger
 than the buffer is still taken when the buffer is empty), plus the socket's own queue
-(``source.recv_buffer_messages``).
+(``source.recv_buffer_messages``). What the pusher's kernel had not yet taken when it closed is
+beyond any receiver: the buffer warns once when messages outgrow this host's TCP send-buffer limit
+(``wire.tcp_send_buffer``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from peaknet_serve.wire.config import SourceConfig
 from peaknet_serve.wire.peer_watch import PeerWatch
 from peaknet_serve.wire.peers import PeerAllowlist
 from peaknet_serve.wire.source import FrameSource, Message, make_source
+from peaknet_serve.wire.tcp_send_buffer import HEADROOM, send_buffer_too_small, tcp_wmem_max
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ class BufferedSource:
         peer_watch: makes the ``PeerWatch`` of the socket (run while the source is open).
         niceness: Linux niceness for the reader thread, set before it opens the socket so the
             socket library's I/O threads inherit it; None leaves the thread as it starts.
+        wmem_max: the host's TCP send-buffer limit in bytes (``tcp_send_buffer.tcp_wmem_max``),
+            for the one warning when a message is too large for it; None checks nothing.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class BufferedSource:
         recv_timeout_s: float,
         peer_watch: Callable[[BufferedSource], PeerWatch] | None = None,
         niceness: int | None = None,
+        wmem_max: int | None = None,
     ) -> None:
         if max_bytes < 1 or max_messages < 1:
             raise ValueError("a receive buffer holds at least one message and one byte")
@@ -84,6 +90,8 @@ class BufferedSource:
         self.peak_messages = 0
         self.peak_bytes = 0
         self.times_full = 0
+        self.wmem_max = wmem_max
+        self.largest_message_bytes = 0
         self.last_message_at: float | None = None
         self.watch = peer_watch(self) if peer_watch is not None else None
 
@@ -176,13 +184,35 @@ class BufferedSource:
             payload = await self.inner.receive()
             if payload is None:
                 continue
+            nbytes = memoryview(payload).nbytes
             with self._lock:
                 self._queue.append(payload)
-                self._bytes += memoryview(payload).nbytes
+                self._bytes += nbytes
                 self.peak_messages = max(self.peak_messages, len(self._queue))
                 self.peak_bytes = max(self.peak_bytes, self._bytes)
             self.last_message_at = time.time()
             self._notify()
+            if nbytes > self.largest_message_bytes:
+                self._note_largest(nbytes)
+
+    def _note_largest(self, nbytes: int) -> None:
+        """Keep the largest message size; warn the first time the send-buffer limit is short."""
+        if send_buffer_too_small(nbytes, self.wmem_max) and not send_buffer_too_small(
+            self.largest_message_bytes, self.wmem_max
+        ):
+            logger.warning(
+                "messages of %d bytes arrive and this host's TCP send buffers grow to at most %d "
+                "bytes (net.ipv4.tcp_wmem): a pusher on a host with that limit that exits right "
+                "after its last send without lingering (LCLStreamer main: LINGER 0) can lose its "
+                "last batch. On the pusher's host raise the limit to at least %d "
+                "(sysctl -w net.ipv4.tcp_wmem='4096 16384 %d'), or give its socket a linger "
+                "(docs/operations.md)",
+                nbytes,
+                self.wmem_max,
+                HEADROOM * nbytes,
+                HEADROOM * nbytes,
+            )
+        self.largest_message_bytes = nbytes
 
     def _notify(self) -> None:
         loop = self._loop
@@ -254,6 +284,8 @@ class BufferedSource:
             "peak_bytes": self.peak_bytes,
             "times_full": self.times_full,
             "reader_niceness": self.reader_niceness,
+            "largest_message_bytes": self.largest_message_bytes,
+            "tcp_wmem_max": self.wmem_max,
         }
 
 
@@ -287,7 +319,7 @@ def set_thread_niceness(niceness: int | None) -> int:
 
 def buffered_source(config: SourceConfig) -> BufferedSource:
     """The configured socket behind a receive buffer of ``buffer_bytes`` / ``buffer_messages``,
-    with a ``PeerWatch`` on it."""
+    with a ``PeerWatch`` on it and this host's TCP send-buffer limit to check messages against."""
     inner = make_source(config)
     return BufferedSource(
         inner,
@@ -296,4 +328,5 @@ def buffered_source(config: SourceConfig) -> BufferedSource:
         recv_timeout_s=config.recv_timeout_s,
         peer_watch=lambda buffer: PeerWatch(inner, config, lambda: buffer.last_message_at),
         niceness=config.reader_niceness,
+        wmem_max=tcp_wmem_max(),
     )
