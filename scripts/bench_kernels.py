@@ -8,7 +8,8 @@ Parts (``--parts``), in this order:
     check    the fused kernel against the plain path computed in float64 (every backbone stage
              shape at 1920x1920 and an odd one; fp32 and bf16); the fused model's fp32 logits
              against the plain model's (TF32 off); fp32 masks against those of the code before
-             issue 16; bf16 masks (fused and plain) against both fp32 masks
+             issue 16; bf16 masks (plain, fused at --stages and at all stages) against both
+             fp32 masks
     dwconv   one block's dwconv + LayerNorm at each stage shape, batch --batch: cuDNN
              (channels_last, and NCHW conv alone), compiled plain, and the fused kernel at a few
              tile sizes; milliseconds and GB/s against the memory floor (read once, write once)
@@ -162,12 +163,12 @@ def _check(args: argparse.Namespace) -> None:
         equal = float((reference == before).float().mean())
         row("check", "fp32 masks == fp32 masks of the code before", equal, f"{side}x{side}")
         assert equal >= 0.9999, equal
-        for fused in (False, True):
+        for stages in dict.fromkeys([(), args.stages, ALL_STAGES]):
             model = copy.deepcopy(base).to(dtype=torch.bfloat16, memory_format=torch.channels_last)
-            kernels.use_fused_kernels(model, ALL_STAGES if fused else ())
+            kernels.use_fused_kernels(model, stages)
             masks = predict_mask(model, frames, InputConfig(), torch.bfloat16)
             equal = float((masks == reference).float().mean())
-            label = f"bf16 {'fused all stages' if fused else 'plain'} masks == fp32 plain"
+            label = f"bf16 {'fused ' + _stages(stages) if stages else 'plain'} masks == fp32 plain"
             equal_before = float((masks == before).float().mean())
             note = f"{side}x{side}, 4 frames; == fp32 code before {equal_before:.6f}"
             row("check", label, equal, note)

@@ -9,7 +9,8 @@ Parts (``--parts``), run per shape, each a function ``(args, shape, batch) -> li
 ``PARTS``:
     model      bare PeakNet on device-resident padded input: eager fp32, eager and compiled
                in --precisions with channels_last (and the engine's default fused dwconv +
-               LayerNorm stages; scripts/bench_kernels.py compares the fast paths)
+               LayerNorm stages; scripts/bench_kernels.py compares the fast paths); with
+               --nchw also each compiled mode in NCHW, the same stages fused
     engine     InferenceEngine from numpy host arrays (float32 and float64), per precision x mode
     agreement  bf16 and fp16 masks against fp32 masks of the same model: random-init standard
                preset, and the shipped demo model on synthetic frames
@@ -58,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also time each compiled engine mode with engine.cuda_graphs (engine/graphs.py)",
     )
     parser.add_argument(
+        "--nchw",
+        action="store_true",
+        help="model part: also time each compiled mode in NCHW (contiguous) memory format",
+    )
+    parser.add_argument(
         "--engine-stages",
         default="",
         help="also time compiled engine rows with these engine.fused_dwconv_stages, e.g. '1,' "
@@ -70,19 +76,24 @@ def bench_model(args: argparse.Namespace, shape: tuple[int, int], batch: int) ->
     rows = []
     frames = torch.from_numpy(benchlib.frames(batch, shape)).cuda()
     base = benchlib.build_model(args.preset)
-    variants: list[tuple[str, torch.dtype, bool, str]] = []
+    # (name, dtype, channels_last, compile mode, fused dwconv stages as the engine's default)
+    variants: list[tuple[str, torch.dtype, bool, str, bool]] = []
     if not args.skip_fp32:
-        variants.append(("eager fp32", torch.float32, False, "off"))
+        variants.append(("eager fp32", torch.float32, False, "off", False))
     for name in args.precisions.split(","):
         for mode in ["off", *args.modes.split(",")]:
             variant = f"{'eager' if mode == 'off' else mode} {name} CL"
-            variants.append((variant, DTYPES[name], True, mode))
-    for variant, dtype, channels_last, mode in dict.fromkeys(variants):
+            variants.append((variant, DTYPES[name], True, mode, True))
+        if args.nchw:
+            modes = [m for m in args.modes.split(",") if m != "off"]
+            variants += [(f"{m} {name} NCHW", DTYPES[name], False, m, True) for m in modes]
+    for variant, dtype, channels_last, mode, fused in dict.fromkeys(variants):
         model = copy.deepcopy(base).to(device="cuda", dtype=dtype)
         x, _ = prepare_batch(frames, InputConfig(), dtype)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
+        if fused:
             benchlib.fuse_like_the_engine(model)
         # dynamic=False: without it a second shape recompiles with symbolic shapes (2x slower).
         fn = model if mode == "off" else torch.compile(model, mode=mode, dynamic=False)

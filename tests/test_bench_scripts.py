@@ -87,6 +87,20 @@ def test_multi_gpu_layout_runs_the_shipped_multi_gpu_yaml_scaled_per_gpu(tmp_pat
     }
 
 
+def test_multi_gpu_yaml_runs_per_gpu_the_ingresses_gpu_node_yaml_runs_for_its_one_gpu() -> None:
+    """The ingress count one GPU needs is set in gpu-node.yaml; multi-gpu.yaml scales it by GPUs,
+    and several ingresses on one node need dial mode (one port, one listener)."""
+    bench = _script("bench_service")
+    node = bench._shipped("gpu-node.yaml")
+    node_replicas = bench._replicas(node)
+    multi = bench._replicas(bench._shipped("multi-gpu.yaml"))
+    assert node_replicas["PeakNet"] == 1
+    assert multi["Ingress"] == node_replicas["Ingress"] * multi["PeakNet"]
+    assert bench._default_ingresses() == node_replicas["Ingress"]
+    if node_replicas["Ingress"] > 1:
+        assert node["applications"][0]["args"]["source"]["mode"] == "dial"
+
+
 @pytest.mark.parametrize(
     "entry", ["multi-gpu:0", "multi-gpu:x", "multi-gpu:2:9", "2", "0x2", "1x2x3", "\u00b2x1"]
 )
