@@ -13,10 +13,13 @@ so the library never names it. Ray is imported inside the functions only: ``peak
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from peaknet_serve.config import load_service_config, read_yaml
@@ -53,7 +56,21 @@ def run(args: argparse.Namespace) -> int:
     while not stop.wait(1.0):
         pass
     logger.warning("stopping: draining in-flight batches (a second signal forces the exit)")
-    return drain_and_shutdown(names)
+    return wait_in_python(drain_and_shutdown, names)
+
+
+def wait_in_python(drain: Callable[[list[str]], int], names: list[str]) -> int:
+    """``drain(names)`` in a thread of its own, the main thread waiting in short Python waits.
+
+    Python runs signal handlers only on the main thread, between bytecodes: a main thread blocked
+    inside Ray's C++ core (a call waiting on a dead raylet) would never run the second signal's
+    handler, and the forced exit would not come.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="drain") as pool:
+        done = pool.submit(drain, names)
+        while True:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                return done.result(timeout=0.5)
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
