@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
+from peaknet_serve.wire.tcp_send_buffer import tcp_wmem_max
 from tests import lclstreamer
 from tests.conftest import free_port
 from tests.serve_app import FRAME_SHAPE, app_config, deploy, get, status, undeploy, wait_for
@@ -111,6 +112,10 @@ def test_lclstreamer_into_the_service_every_frame_accounted_and_written_as_sent(
         written = lclstreamer.written_batches(tmp_path / "run0" / "written")
         assert s["last_message_age_s"] is not None and s["wrong_protocol_connections"] == 0
         assert s["receive_buffer"]["max_bytes"] == 4 * 1024**3
+        # what a pusher closing with LINGER 0 keeps depends on these (wire.tcp_send_buffer)
+        assert s["receive_buffer"]["tcp_wmem_max"] == tcp_wmem_max()
+        smallest_batch = min(batch_size for _, batch_size in RUNS) * 4 * np.prod(FRAME_SHAPE)
+        assert s["receive_buffer"]["largest_message_bytes"] > smallest_batch  # + HDF5's bytes
         # Ray's workers add 15 to the niceness they start at; the reader asks for 0
         ray_worker = min(os.getpriority(os.PRIO_PROCESS, 0) + 15, 19)
         assert s["receive_buffer"]["reader_niceness"] == (0 if may_lower_niceness() else ray_worker)
