@@ -148,7 +148,7 @@ async def test_messages_too_large_for_the_hosts_send_buffer_limit_are_warned_abo
     warnings = [r.getMessage() for r in caplog.records if "net.ipv4.tcp_wmem" in r.getMessage()]
     if limit_in_images < 2:
         assert len(warnings) == 1
-        assert f"raise the limit to at least {2 * sizes[0]}" in warnings[0]
+        assert f"net.ipv4.tcp_wmem, sysctl) to at least {2 * sizes[0]}," in warnings[0]
     else:
         assert warnings == []
 

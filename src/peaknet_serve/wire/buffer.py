@@ -204,12 +204,11 @@ class BufferedSource:
                 "messages of %d bytes arrive and this host's TCP send buffers grow to at most %d "
                 "bytes (net.ipv4.tcp_wmem): a pusher on a host with that limit that exits right "
                 "after its last send without lingering (LCLStreamer main: LINGER 0) can lose its "
-                "last batch. On the pusher's host raise the limit to at least %d "
-                "(sysctl -w net.ipv4.tcp_wmem='4096 16384 %d'), or give its socket a linger "
+                "last batch. On the pusher's host raise the limit (the third field of "
+                "net.ipv4.tcp_wmem, sysctl) to at least %d, or give its socket a linger "
                 "(docs/operations.md)",
                 nbytes,
                 self.wmem_max,
-                HEADROOM * nbytes,
                 HEADROOM * nbytes,
             )
         self.largest_message_bytes = nbytes
