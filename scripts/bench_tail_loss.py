@@ -14,6 +14,10 @@ the service's own receive path (``wire.buffer.buffered_source`` on the default s
 the socket read in its own thread into the receive buffer, with its peer watch) and decodes each
 message, in this process, without Ray: what the service loses beyond that is lost in its process.
 
+What LCLStreamer keeps of its last batch depends on its host's TCP send-buffer limit (the third
+field of ``net.ipv4.tcp_wmem``) against the batch: each summary line prints both
+(docs/benchmarks.md, "The producer host's TCP send buffer").
+
 ``--producer-linger-ms N`` (main only) runs LCLStreamer with the producer-side fix of
 docs/operations.md: its socket closes with ``LINGER N`` instead of 0, so its exit waits up to N ms
 for the queued batches to be sent (a ``sitecustomize`` on its ``PYTHONPATH`` wraps
