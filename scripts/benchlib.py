@@ -160,7 +160,9 @@ def profile_kernels(
     fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, title: str, path: str
 ) -> float:
     """torch.profiler over 3 calls of ``fn(x)`` (after 3 untimed): GPU time per kind and the top
-    25 CUDA kernels, printed and written to ``path``. Returns GPU milliseconds per call."""
+    25 CUDA kernels printed; every kernel (share, launches and ms per call, full name) written to
+    ``path`` and the launch order as a Chrome trace beside it (``.json``), to match kernels with
+    Inductor's output code. Returns GPU milliseconds per call."""
     from torch.profiler import ProfilerActivity, profile
 
     with torch.inference_mode():
@@ -181,12 +183,16 @@ def profile_kernels(
     lines = [f"== profile {title}, 3 iterations =="]
     lines.append(f"GPU time {per_call_ms:.1f} ms per batch, {per_call_ms / batch:.2f} ms per frame")
     lines += [f"  {k:16} {v / total:6.1%}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])]
-    top = sorted(events, key=device_us, reverse=True)[:25]
-    lines += [f"{device_us(e) / total:6.1%} {e.count // 3:5}x  {e.key[:90]}" for e in top]
-    text = "\n".join(lines)
+    ranked = sorted(events, key=device_us, reverse=True)
+    listing = [
+        f"{device_us(e) / total:6.1%} {e.count // 3:5}x {device_us(e) / 3e3:8.3f} ms  {e.key}"
+        for e in ranked
+        if device_us(e) > 0
+    ]
+    print("\n".join(lines + [line[:130] for line in listing[:25]]), flush=True)
     with open(path, "w") as fh:
-        fh.write(text + "\n")
-    print(text, flush=True)
+        fh.write("\n".join(lines + listing) + "\n")
+    prof.export_chrome_trace(os.path.splitext(path)[0] + ".json")
     return per_call_ms
 
 
