@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import peaknet_serve.model as model_pkg
 from peaknet_serve.errors import ConfigError
@@ -21,6 +22,8 @@ from peaknet_serve.model import (
     load_preset,
     preset_names,
 )
+from peaknet_serve.model.backbone import Block
+from peaknet_serve.model.materialize import materialize
 from peaknet_serve.model.peaknet import reference_forward
 
 GOLDEN = Path(__file__).parent / "data" / "peaknet_small_b2_64x96.npz"
@@ -205,3 +208,51 @@ def test_folded_1x1_depthwise_separable_conv_equals_the_two_convs() -> None:
         out = conv(x)
     assert out.shape == (2, 12, 5, 7)
     assert relative_error(out, expected) < 1e-6
+
+
+def test_block_with_grn_folded_into_pwconv2_equals_the_paper_order() -> None:
+    torch.manual_seed(2)
+    block = Block(8).eval()
+    with torch.no_grad():
+        for param in block.parameters():  # GRN's gamma and beta start at zero
+            param.copy_(torch.randn_like(param) * 0.3)
+        x = torch.randn(3, 8, 5, 7)
+        y = block.act(block.pwconv1(block.layernorm(block.dwconv(x).permute(0, 2, 3, 1))))
+        gx = y.norm(p=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + block.grn.eps)
+        grn = block.grn.weight * (y * nx) + block.grn.bias + y  # ConvNeXt-V2, eq. in section 3
+        expected = x + block.pwconv2(grn).permute(0, 3, 1, 2)
+        out = block(x)
+        grn_module = block.grn(y)
+    assert out.shape == (3, 8, 5, 7)
+    assert relative_error(out - x, expected - x) < 1e-5
+    assert relative_error(grn_module, grn) < 1e-6
+
+
+def test_materialize_is_a_copy_that_keeps_the_memory_format() -> None:
+    x = torch.randn(2, 4, 6, 5).contiguous(memory_format=torch.channels_last)
+    out = materialize(x)
+    assert torch.equal(out, x)
+    assert out.data_ptr() != x.data_ptr()
+    assert out.stride() == x.stride()
+
+
+class _OpLog(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_upsampling_reads_a_materialized_source_and_downsampling_does_not() -> None:
+    # Compiled, an upsample's four taps would otherwise each recompute the source's producers.
+    x = torch.randn(1, 4, 6, 8)
+    with _OpLog() as up:
+        bifpn.resize(x, 2.0)
+    with _OpLog() as down:
+        bifpn.resize(x, 0.5)
+    assert "peaknet.materialize.default" in up.ops
+    assert "peaknet.materialize.default" not in down.ops

@@ -74,12 +74,22 @@ class Block(nn.Module):
             )
         else:
             x = self.layernorm(self.dwconv(x).permute(0, 2, 3, 1))
-        x = self.pwconv1(x)
-        x = self.act(x)
-        x = self.grn(x)
-        x = self.pwconv2(x)
-        x = x.permute(0, 3, 1, 2)
-        return shortcut + x
+        x = self.act(self.pwconv1(x))
+        x = self._grn_pwconv2(x)
+        return shortcut + x.permute(0, 3, 1, 2)
+
+    def _grn_pwconv2(self, x: torch.Tensor) -> torch.Tensor:
+        """``pwconv2(grn(x))`` for x (N, H, W, 4C), with GRN's per-sample channel scale folded
+        into pwconv2's weights (in float32) and its beta into the bias: one batched matmul
+        reads x, instead of a GRN pass that reads and writes the block's widest map first."""
+        n, h, w, c = x.shape
+        weight = self.pwconv2.weight.to(torch.float32)
+        scale = self.grn.channel_scale(x).view(n, 1, c)
+        per_sample = (weight * scale).to(x.dtype).transpose(1, 2)
+        beta = self.grn.bias.to(torch.float32).view(c)
+        bias = (self.pwconv2.bias.to(torch.float32) + weight @ beta).to(x.dtype)
+        out = torch.baddbmm(bias, x.reshape(n, h * w, c), per_sample)
+        return out.view(n, h, w, -1)
 
 
 class Stage(nn.Module):

@@ -14,12 +14,19 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from peaknet_serve.model.backbone import LayerNorm2d
+from peaknet_serve.model.materialize import materialize
 
 FUSION_EPS = 1e-5
 
 
 def resize(x: torch.Tensor, scale_factor: float) -> torch.Tensor:
-    """Bilinear resize (``align_corners=False``) computed in float32, as the reference does."""
+    """Bilinear resize (``align_corners=False``) computed in float32, as the reference does.
+
+    An upsample reads a stored copy of ``x`` (``materialize``): compiled, it would otherwise
+    recompute ``x``'s producers for each of its four taps.
+    """
+    if scale_factor > 1:
+        x = materialize(x)
     out = F.interpolate(
         x.to(torch.float32), scale_factor=scale_factor, mode="bilinear", align_corners=False
     )
