@@ -52,7 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-fp32", action="store_true", help="no eager fp32 model row")
     parser.add_argument("--engine-precisions", default="fp32,bf16,fp16", help="eager engine rows")
     parser.add_argument("--autocast", action="store_true", help="also time autocast engine rows")
-    parser.add_argument("--concurrency", type=int, default=3, help="infer calls in flight")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=6,
+        help="engine rows: infer calls in flight (the service keeps up to max_ongoing_requests; "
+        "3 left the engine idle between batches once the model got faster, docs/perf-notes.md)",
+    )
     parser.add_argument(
         "--engine-graphs",
         action="store_true",
