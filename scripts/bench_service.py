@@ -13,8 +13,10 @@ Parts (``--parts``, per shape):
                the ingress and writer replicas per GPU that file ships:
                --pushers synthetic LCLStreamer ranks push --service-frames frames at full speed;
                frames/s settled (written or judged non-hit) in steady state, every frame
-               accounted for, CXI events counted. The standard preset has random weights here,
-               so the hit rule is off (every frame is written: the writers' worst case).
+               accounted for, CXI events counted, and the host's cores busy per deployment,
+               pushers and Ray over that window (host_cpu.py). The standard preset has random
+               weights here, so the hit rule is off (every frame is written: the writers' worst
+               case).
     model, engine   bench_model.py's parts (its flags apply), for the ratio lines: each service
                row over the fastest compiled model and engine rows of its shape in the same run.
 
@@ -40,6 +42,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_model  # noqa: E402
 import benchlib  # noqa: E402
+import host_cpu  # noqa: E402
 from benchlib import Row, label, print_row  # noqa: E402
 
 URL = "http://127.0.0.1:8000"
@@ -142,12 +145,15 @@ def _service_run(
             for rank in range(args.pushers)
         ]
         samples = []
+        cpu: list[host_cpu.CpuSnapshot] = []  # at 20% and 90% settled, as _steady_rate
         start = time.perf_counter()
         while True:
             answer = httpx.get(f"{URL}/status", timeout=30).json()
             status = answer["service"] | {"gpu": answer["gpu"]}  # every ingress added up
             done = status["hits_written"] + status["non_hits"] + status["failed"]
             samples.append((time.perf_counter() - start, done))
+            if len(cpu) < 2 and done >= (0.2, 0.9)[len(cpu)] * total:
+                cpu.append(host_cpu.snapshot())
             if settled(answer, total):
                 break
             if time.perf_counter() - start > 900:
@@ -169,6 +175,8 @@ def _service_run(
         f"{ingresses} ingress"
     )
     note += f"; {layout.config}, {layout.writers} writers"
+    if len(cpu) == 2:
+        note += "; " + host_cpu.describe(host_cpu.cores_used(*cpu), os.cpu_count() or 0)
     row = Row("service", label(shape), variant, batch, _steady_rate(samples, total), note)
     print_row(row)
     shutil.rmtree(workdir, ignore_errors=True)  # CXI files of 1920x1920 frames fill a disk

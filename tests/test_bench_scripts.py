@@ -192,3 +192,57 @@ def test_wait_ready_says_when_the_service_exited_first() -> None:
     service.wait()
     with pytest.raises(RuntimeError, match="the service exited with 3"):
         _script("benchlib").wait_ready(service, "http://127.0.0.1:9", timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "role"),
+    [
+        ("ray::ServeReplica:peaknet:PeakFinderWriter", "PeakFinderWriter"),
+        ("ray::ServeReplica:peaknet:Ingress.handle_request", "Ingress"),
+        ("/usr/bin/python3 -m peaknet_serve.cli --log-level=warning push --rank=3", "pushers"),
+        ("/usr/bin/python3 -m peaknet_serve.cli run /tmp/service.yaml", "other"),
+        ("/venv/lib/ray/core/src/ray/raylet/raylet --node_id=1", "ray (other)"),
+        ("ray::ServeController", "ray (other)"),
+        ("/usr/bin/python3 push.py", "other"),
+    ],
+)
+def test_host_cpu_names_the_role_of_a_process(cmdline: str, role: str) -> None:
+    assert _script("host_cpu").process_role(cmdline) == role
+
+
+def test_host_cpu_counts_a_pushers_cpu_seconds_between_two_snapshots() -> None:
+    host_cpu = _script("host_cpu")
+    burn = (
+        "import sys, time\n"
+        "t = time.process_time()\n"
+        "while time.process_time() - t < 0.4: pass\n"
+        "print('burnt', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    before = host_cpu.snapshot()
+    child = subprocess.Popen(
+        [sys.executable, "-c", burn, "peaknet_serve.cli", "push"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline() == "burnt\n"
+        after = host_cpu.snapshot()
+    finally:
+        child.communicate("")
+    used = after.by_role.get("pushers", 0.0) - before.by_role.get("pushers", 0.0)
+    assert 0.35 <= used < 5.0
+    cores = host_cpu.cores_used(before, after)
+    assert cores["pushers"] == pytest.approx(used / (after.wall - before.wall))
+    assert cores["host"] > 0
+
+
+def test_host_cpu_describes_the_busy_roles_largest_first() -> None:
+    host_cpu = _script("host_cpu")
+    start = host_cpu.CpuSnapshot(0.0, {"Ingress": 10.0, "pushers": 1.0}, 100.0)
+    end = host_cpu.CpuSnapshot(2.0, {"Ingress": 14.0, "pushers": 1.05, "PeakNet": 6.0}, 124.0)
+    cores = host_cpu.cores_used(start, end)
+    assert list(cores) == ["PeakNet", "Ingress", "pushers", "host"]
+    text = host_cpu.describe(cores, 32)
+    assert text == "cores: PeakNet 3.0, Ingress 2.0; host 12.0 of 32"
