@@ -210,13 +210,16 @@ def test_folded_1x1_depthwise_separable_conv_equals_the_two_convs() -> None:
     assert relative_error(out, expected) < 1e-6
 
 
-def test_block_with_grn_folded_into_pwconv2_equals_the_paper_order() -> None:
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_block_with_grn_folded_into_pwconv2_equals_the_paper_order(
+    dtype: torch.dtype, tolerance: float
+) -> None:
     torch.manual_seed(2)
-    block = Block(8).eval()
+    block = Block(8).eval().to(dtype)
     with torch.no_grad():
         for param in block.parameters():  # GRN's gamma and beta start at zero
             param.copy_(torch.randn_like(param) * 0.3)
-        x = torch.randn(3, 8, 5, 7)
+        x = torch.randn(3, 8, 5, 7, dtype=dtype)
         y = block.act(block.pwconv1(block.layernorm(block.dwconv(x).permute(0, 2, 3, 1))))
         gx = y.norm(p=2, dim=(1, 2), keepdim=True)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + block.grn.eps)
@@ -224,9 +227,9 @@ def test_block_with_grn_folded_into_pwconv2_equals_the_paper_order() -> None:
         expected = x + block.pwconv2(grn).permute(0, 3, 1, 2)
         out = block(x)
         grn_module = block.grn(y)
-    assert out.shape == (3, 8, 5, 7)
-    assert relative_error(out - x, expected - x) < 1e-5
-    assert relative_error(grn_module, grn) < 1e-6
+    assert out.shape == (3, 8, 5, 7) and out.dtype == dtype
+    assert relative_error(out - x, expected - x) < tolerance
+    assert relative_error(grn_module, grn) < tolerance
 
 
 def test_materialize_is_a_copy_that_keeps_the_memory_format() -> None:
@@ -235,6 +238,13 @@ def test_materialize_is_a_copy_that_keeps_the_memory_format() -> None:
     assert torch.equal(out, x)
     assert out.data_ptr() != x.data_ptr()
     assert out.stride() == x.stride()
+
+
+def test_materialize_passes_gradients_through() -> None:
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    torch.library.opcheck(torch.ops.peaknet.materialize.default, (x,))
+    (materialize(x) * 3.0).sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 3.0))
 
 
 class _OpLog(TorchDispatchMode):

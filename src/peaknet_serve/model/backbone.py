@@ -80,14 +80,15 @@ class Block(nn.Module):
 
     def _grn_pwconv2(self, x: torch.Tensor) -> torch.Tensor:
         """``pwconv2(grn(x))`` for x (N, H, W, 4C), with GRN's per-sample channel scale folded
-        into pwconv2's weights (in float32) and its beta into the bias: one batched matmul
-        reads x, instead of a GRN pass that reads and writes the block's widest map first."""
+        into pwconv2's weights (in float32, or float64 for float64 x) and its beta into the bias:
+        one batched matmul reads x, instead of a GRN pass that reads and writes the block's
+        widest map first."""
         n, h, w, c = x.shape
-        weight = self.pwconv2.weight.to(torch.float32)
         scale = self.grn.channel_scale(x).view(n, 1, c)
+        weight = self.pwconv2.weight.to(scale.dtype)
         per_sample = (weight * scale).to(x.dtype).transpose(1, 2)
-        beta = self.grn.bias.to(torch.float32).view(c)
-        bias = (self.pwconv2.bias.to(torch.float32) + weight @ beta).to(x.dtype)
+        beta = self.grn.bias.to(scale.dtype).view(c)
+        bias = (self.pwconv2.bias.to(scale.dtype) + weight @ beta).to(x.dtype)
         out = torch.baddbmm(bias, x.reshape(n, h * w, c), per_sample)
         return out.view(n, h, w, -1)
 

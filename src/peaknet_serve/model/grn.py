@@ -25,11 +25,15 @@ class GlobalResponseNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 1, 1, dim))
 
     def channel_scale(self, x: torch.Tensor) -> torch.Tensor:
-        """``gamma * N(x) + 1`` in float32, (N, 1, 1, C) for x (N, H, W, C): GRN is
-        ``x * channel_scale(x) + beta``, a per-sample scale of each channel plus a constant."""
-        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True, dtype=torch.float32)
+        """``gamma * N(x) + 1``, (N, 1, 1, C) for x (N, H, W, C), in float32 or x's wider dtype:
+        GRN is ``x * channel_scale(x) + beta``, a per-sample scale of each channel plus a
+        constant, which is how ``backbone.Block`` folds it into its next Linear."""
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True, dtype=dtype)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
-        return self.weight.to(torch.float32) * nx + 1.0
+        return self.weight.to(dtype) * nx + 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.channel_scale(x).to(x.dtype) + self.bias
+        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
+        return self.weight * (x * nx) + self.bias + x
