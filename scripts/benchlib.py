@@ -82,11 +82,21 @@ def frames(batch: int, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def build_model(preset: str) -> torch.nn.Module:
-    """The preset with random weights (seed 0), in eval mode, on the CPU."""
+    """The preset with random weights (seed 0), in eval mode, on the CPU.
+
+    GRN's gamma and beta start at zero, which makes every GRN the identity; they get small
+    random values too, so mask-agreement checks exercise GRN as a trained checkpoint does.
+    """
     from peaknet_serve.model import build_peaknet, load_preset
+    from peaknet_serve.model.grn import GlobalResponseNorm
 
     torch.manual_seed(0)
-    return build_peaknet(load_preset(preset)).eval().requires_grad_(False)
+    model = build_peaknet(load_preset(preset)).eval().requires_grad_(False)
+    for module in model.modules():
+        if isinstance(module, GlobalResponseNorm):
+            module.weight.normal_(std=0.1)
+            module.bias.normal_(std=0.1)
+    return model
 
 
 def fuse_like_the_engine(model: torch.nn.Module) -> None:

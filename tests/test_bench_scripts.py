@@ -246,3 +246,11 @@ def test_host_cpu_describes_the_busy_roles_largest_first() -> None:
     assert list(cores) == ["PeakNet", "Ingress", "pushers", "host"]
     text = host_cpu.describe(cores, 32)
     assert text == "cores: PeakNet 3.0, Ingress 2.0; host 12.0 of 32"
+
+
+def test_benchmark_models_have_a_grn_that_is_not_the_identity() -> None:
+    from peaknet_serve.model.grn import GlobalResponseNorm
+
+    model = _script("benchlib").build_model("peaknet-demo")
+    grns = [m for m in model.modules() if isinstance(m, GlobalResponseNorm)]
+    assert grns and all(m.weight.abs().max() > 0 and m.bias.abs().max() > 0 for m in grns)
