@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -143,6 +144,21 @@ def test_fingerprint_follows_weights_dtype_and_options(demo_model: torch.nn.Modu
     assert key(changed) != base
     assert key(demo_model, torch.bfloat16) != base
     assert key(demo_model, max_autotune=True) != base
+
+
+def test_fingerprint_follows_the_model_code(
+    demo_model: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(Path(aot.model_package.__file__).parent, tmp_path / "model")
+    copied = aot.model_code_digest(tmp_path / "model")
+    assert copied == aot.model_code_digest()
+    with (tmp_path / "model" / "grn.py").open("a") as fh:
+        fh.write("# an edit\n")
+    edited = aot.model_code_digest(tmp_path / "model")
+    assert edited != copied
+    base = fingerprint(FrameMasker(demo_model, INPUTS, torch.float32, False), CPU, {})
+    monkeypatch.setattr(aot, "model_code_digest", lambda: edited)
+    assert fingerprint(FrameMasker(demo_model, INPUTS, torch.float32, False), CPU, {}) != base
 
 
 def test_a_crashed_loader_is_named_with_the_way_out() -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import peaknet_serve.model as model_package
 from peaknet_serve.engine.shapes import Pair
 from peaknet_serve.errors import PeakNetServeError
 from peaknet_serve.model import InputConfig, crop, mask_from_logits, prepare_batch
@@ -60,13 +61,23 @@ class AotBuildError(PeakNetServeError):
     """A package could not be built; the message ends with the child's log."""
 
 
+def model_code_digest(package: Path = Path(model_package.__file__).parent) -> str:
+    """SHA-256 of the model code (every ``.py`` file of ``package``, by name): a package holds
+    the graph that code traced, so a code change, exact or not, must not reuse it."""
+    digest = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(masker: FrameMasker, device: torch.device, options: dict[str, Any]) -> str:
     """A key that changes with anything that makes a package invalid: weights, architecture,
-    input handling, dtype, layout, inductor options, torch version and GPU model."""
+    model code, input handling, dtype, layout, inductor options, torch version and GPU model."""
     digest = hashlib.sha256()
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     header = [
         repr(masker.model),
+        model_code_digest(),
         masker.inputs.model_dump_json(),
         str(masker.dtype),
         str(masker.channels_last),
