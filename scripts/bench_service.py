@@ -145,15 +145,17 @@ def _service_run(
             for rank in range(args.pushers)
         ]
         samples = []
-        cpu: list[host_cpu.CpuSnapshot] = []  # at 20% and 90% settled, as _steady_rate
+        cpu: list[tuple[int, host_cpu.CpuSnapshot]] = []  # at 20% and 90% settled, as rate
         start = time.perf_counter()
         while True:
             answer = httpx.get(f"{URL}/status", timeout=30).json()
             status = answer["service"] | {"gpu": answer["gpu"]}  # every ingress added up
             done = status["hits_written"] + status["non_hits"] + status["failed"]
             samples.append((time.perf_counter() - start, done))
-            if len(cpu) < 2 and done >= (0.2, 0.9)[len(cpu)] * total:
-                cpu.append(host_cpu.snapshot())
+            opens = not cpu and done >= 0.2 * total
+            closes = len(cpu) == 1 and cpu[0][0] < 0.9 * total <= done
+            if opens or closes:
+                cpu.append((done, host_cpu.snapshot()))
             if settled(answer, total):
                 break
             if time.perf_counter() - start > 900:
@@ -175,8 +177,9 @@ def _service_run(
         f"{ingresses} ingress"
     )
     note += f"; {layout.config}, {layout.writers} writers"
-    if len(cpu) == 2:
-        note += "; " + host_cpu.describe(host_cpu.cores_used(*cpu), os.cpu_count() or 0)
+    if len(cpu) == 2:  # none when 20% and 90% fell on one poll, as for the rate
+        cores = host_cpu.cores_used(cpu[0][1], cpu[1][1])
+        note += "; " + host_cpu.describe(cores, os.cpu_count() or 0)
     row = Row("service", label(shape), variant, batch, _steady_rate(samples, total), note)
     print_row(row)
     shutil.rmtree(workdir, ignore_errors=True)  # CXI files of 1920x1920 frames fill a disk

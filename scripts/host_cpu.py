@@ -3,8 +3,8 @@
 Why: with several GPUs on one host the service stopped scaling while the GPUs had time to spare
 (docs/perf-notes.md, "Runs 19-22"); the writers, the ingresses, the PeakNet replicas' copy
 threads and the benchmark's own pushers share the host's cores. A role is a Serve deployment
-(Ray titles a replica's process ``ray::ServeReplica:APP:DEPLOYMENT``), the ``peaknet-serve
-push`` ranks, Ray's other processes, or the rest.
+(Ray titles a replica's process ``ray::ServeReplica:APP:DEPLOYMENT``), the pusher ranks
+(``python -m peaknet_serve.cli push``), Ray's other processes, or the rest.
 """
 
 from __future__ import annotations
@@ -25,45 +25,67 @@ def process_role(cmdline: str) -> str:
     words = cmdline.split()
     if "peaknet_serve.cli" in words and "push" in words:
         return "pushers"
-    if "ray" in cmdline:
+    if cmdline.startswith("ray::") or "/ray/" in cmdline:
         return "ray (other)"
     return "other"
 
 
 @dataclass(frozen=True)
 class CpuSnapshot:
-    """CPU seconds (user + system) used so far, per role and by the whole host, at ``wall``."""
+    """At ``wall`` (monotonic seconds): each process's role and CPU seconds (user + system) so
+    far, keyed by (pid, start time); the host's busy and stolen CPU seconds so far."""
 
     wall: float
-    by_role: dict[str, float]
+    processes: dict[tuple[int, float], tuple[str, float]]
     host_busy: float
+    host_steal: float
 
 
 def snapshot() -> CpuSnapshot:
-    """This host's CPU seconds per role now (processes that exited earlier are not counted)."""
-    by_role: dict[str, float] = {}
-    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
-        times = proc.info["cpu_times"]
-        if times is None:  # gone, or not ours to read
+    """This host's processes and CPU seconds now (those we may not read are left out)."""
+    processes: dict[tuple[int, float], tuple[str, float]] = {}
+    for proc in psutil.process_iter(["cmdline", "cpu_times", "create_time"]):
+        times, created = proc.info["cpu_times"], proc.info["create_time"]
+        if times is None or created is None:
             continue
         role = process_role(" ".join(proc.info["cmdline"] or []))
-        by_role[role] = by_role.get(role, 0.0) + times.user + times.system
+        processes[(proc.pid, created)] = (role, times.user + times.system)
     host = psutil.cpu_times()
-    return CpuSnapshot(time.monotonic(), by_role, host.user + host.system + host.nice)
+    guest = getattr(host, "guest", 0.0) + getattr(host, "guest_nice", 0.0)  # inside user, nice
+    steal = getattr(host, "steal", 0.0)
+    idle = host.idle + getattr(host, "iowait", 0.0)
+    busy = sum(host) - guest - idle - steal
+    return CpuSnapshot(time.monotonic(), processes, busy, steal)
 
 
 def cores_used(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
-    """Cores busy on average between two snapshots, per role (largest first), and ``host``."""
+    """Cores busy on average between two snapshots, per role (largest first), then ``host``
+    (busy), ``steal`` (taken by the hypervisor) and ``exited`` (processes that ended in between,
+    whose last CPU seconds are not counted). A process that started in between counts whole."""
     seconds = max(end.wall - start.wall, 1e-9)
-    cores = {
-        role: (used - start.by_role.get(role, 0.0)) / seconds for role, used in end.by_role.items()
+    used: dict[str, float] = {}
+    for key, (role, cpu) in end.processes.items():
+        before = start.processes.get(key, (role, 0.0))[1]
+        used[role] = used.get(role, 0.0) + (cpu - before) / seconds
+    ranked = dict(sorted(used.items(), key=lambda item: -item[1]))
+    return ranked | {
+        "host": (end.host_busy - start.host_busy) / seconds,
+        "steal": (end.host_steal - start.host_steal) / seconds,
+        "exited": float(len(start.processes.keys() - end.processes.keys())),
     }
-    ranked = dict(sorted(cores.items(), key=lambda item: -item[1]))
-    return ranked | {"host": (end.host_busy - start.host_busy) / seconds}
+
+
+SUMMARY_KEYS = ("host", "steal", "exited")
 
 
 def describe(cores: dict[str, float], cpu_count: int) -> str:
-    """``cores: ROLE N.N, ROLE N.N, ...; host N.N of CPUS``, leaving out roles under 0.05."""
-    shown = {role: used for role, used in cores.items() if role != "host" and used >= 0.05}
-    roles = [f"{role} {used:.1f}" for role, used in shown.items()]
-    return f"cores: {', '.join(roles)}; host {cores['host']:.1f} of {cpu_count}"
+    """``cores: ROLE N.N, ...; host N.N of CPUS`` (roles under 0.05 left out), with the stolen
+    cores and the processes that exited when there are any."""
+    shown = {role: n for role, n in cores.items() if role not in SUMMARY_KEYS and n >= 0.05}
+    text = f"cores: {', '.join(f'{role} {n:.1f}' for role, n in shown.items())}"
+    text += f"; host {cores['host']:.1f} of {cpu_count}"
+    if cores["steal"] >= 0.05:
+        text += f", {cores['steal']:.1f} stolen"
+    if cores["exited"]:
+        text += f"; {cores['exited']:.0f} processes exited (their last seconds not counted)"
+    return text
