@@ -146,19 +146,25 @@ def test_fingerprint_follows_weights_dtype_and_options(demo_model: torch.nn.Modu
     assert key(demo_model, max_autotune=True) != base
 
 
-def test_fingerprint_follows_the_model_code(
+def test_fingerprint_follows_the_model_and_masker_code(
     demo_model: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copytree(Path(aot.model_package.__file__).parent, tmp_path / "model")
-    copied = aot.model_code_digest(tmp_path / "model")
-    assert copied == aot.model_code_digest()
-    with (tmp_path / "model" / "grn.py").open("a") as fh:
-        fh.write("# an edit\n")
-    edited = aot.model_code_digest(tmp_path / "model")
-    assert edited != copied
+    assert {p.name for p in aot.EXPORTED_CODE} >= {"aot.py", "backbone.py", "bifpn.py", "grn.py"}
+    copies = []
+    for path in aot.EXPORTED_CODE:
+        copies.append(tmp_path / path.parent.name / path.name)
+        copies[-1].parent.mkdir(exist_ok=True)
+        shutil.copy(path, copies[-1])
+    assert aot.code_digest(copies) == aot.code_digest(aot.EXPORTED_CODE)
     base = fingerprint(FrameMasker(demo_model, INPUTS, torch.float32, False), CPU, {})
-    monkeypatch.setattr(aot, "model_code_digest", lambda: edited)
-    assert fingerprint(FrameMasker(demo_model, INPUTS, torch.float32, False), CPU, {}) != base
+    monkeypatch.setattr(aot, "EXPORTED_CODE", tuple(copies))
+    assert fingerprint(FrameMasker(demo_model, INPUTS, torch.float32, False), CPU, {}) == base
+    for copy_ in (copies[0], copies[-1]):  # a model file, and aot.py (FrameMasker)
+        with copy_.open("a") as fh:
+            fh.write("# an edit\n")
+        edited = fingerprint(FrameMasker(demo_model, INPUTS, torch.float32, False), CPU, {})
+        assert edited != base
+        base = edited
 
 
 def test_a_crashed_loader_is_named_with_the_way_out() -> None:

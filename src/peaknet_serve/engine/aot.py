@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,11 +61,15 @@ class AotBuildError(PeakNetServeError):
     """A package could not be built; the message ends with the child's log."""
 
 
-def model_code_digest(package: Path = Path(model_package.__file__).parent) -> str:
-    """SHA-256 of the model code (every ``.py`` file of ``package``, by name): a package holds
-    the graph that code traced, so a code change, exact or not, must not reuse it."""
+EXPORTED_CODE = (*sorted(Path(model_package.__file__).parent.glob("*.py")), Path(__file__))
+"""The source files whose code a package's graph was traced from: the model and ``FrameMasker``."""
+
+
+def code_digest(paths: Iterable[Path]) -> str:
+    """SHA-256 of the files' names and contents: a package holds the graph that code traced, so
+    a code change, exact or not, must not reuse it."""
     digest = hashlib.sha256()
-    for path in sorted(package.glob("*.py")):
+    for path in paths:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -77,7 +81,7 @@ def fingerprint(masker: FrameMasker, device: torch.device, options: dict[str, An
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     header = [
         repr(masker.model),
-        model_code_digest(),
+        code_digest(EXPORTED_CODE),
         masker.inputs.model_dump_json(),
         str(masker.dtype),
         str(masker.channels_last),
