@@ -14,8 +14,7 @@ Parts (``--parts``), in this order:
              (channels_last, and NCHW conv alone), compiled plain, and the fused kernel at a few
              tile sizes; milliseconds and GB/s against the memory floor (read once, write once)
     model    the bare standard model, compiled --mode, bf16 channels_last: the code before
-             (--before: reference head order, cuDNN dwconv, BiFPN 1x1 depthwise conv and GRN not
-             folded),
+             (--before: reference head order, cuDNN dwconv, no folds, no materialize),
              the new code with the fused kernel at --stages without and with the BiFPN fold, and
              at all stages
     engine   InferenceEngine from float32 host arrays, compiled --mode, bf16, fused kernel at
@@ -89,15 +88,19 @@ def _paper_grn_pwconv2(self: Block, x: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _code_before() -> Iterator[None]:
-    """The BiFPN unfolded and GRN applied before pwconv2 in the paper's order, as before issue 16
-    (``materialize`` changes no value; ``reference_forward`` gives the head's order)."""
-    saved = Block._grn_pwconv2
-    Block._grn_pwconv2 = _paper_grn_pwconv2
+    """The BiFPN unfolded, GRN applied before pwconv2 in the paper's order and upsamples without
+    ``materialize``, as before issue 16 (``reference_forward`` gives the head's order)."""
+    saved = Block._grn_pwconv2, bifpn.materialize
+    Block._grn_pwconv2, bifpn.materialize = _paper_grn_pwconv2, _identity
     try:
         with _unfolded_bifpn():
             yield
     finally:
-        Block._grn_pwconv2 = saved
+        Block._grn_pwconv2, bifpn.materialize = saved
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _random_block(channels: int, dtype: torch.dtype) -> Block:

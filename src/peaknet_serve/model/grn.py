@@ -15,7 +15,8 @@ class GlobalResponseNorm(nn.Module):
 
     Parameter names and shapes ``(1, 1, 1, C)`` are those of the Hugging Face ConvNextV2GRN, so
     reference checkpoints load unchanged. Padding pixels enter the spatial norm: pad with the
-    frame mean (see ``preprocess``), not with arbitrary values.
+    frame mean (see ``preprocess``), not with arbitrary values. ``backbone.Block`` applies GRN
+    folded into its next Linear (``channel_scale``), so the layer has no forward of its own.
     """
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
@@ -33,7 +34,3 @@ class GlobalResponseNorm(nn.Module):
         nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
         return self.weight.to(dtype) * nx + 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
-        nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
-        return self.weight * (x * nx) + self.bias + x
