@@ -33,4 +33,3 @@ class GlobalResponseNorm(nn.Module):
         gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True, dtype=dtype)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
         return self.weight.to(dtype) * nx + 1.0
-
