@@ -122,8 +122,9 @@ def _service_run(
     gpus, ingresses = layout.gpus, layout.ingresses
     workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
     config_path = os.path.join(workdir, "service.yaml")
+    config = _service_config(args, shape, batch, workdir, layout)
     with open(config_path, "w") as fh:
-        yaml.safe_dump(_service_config(args, shape, batch, workdir, layout), fh)
+        yaml.safe_dump(config, fh)
     config_name = os.path.splitext(layout.config)[0]
     log_path = os.path.join(
         args.out, f"service-{label(shape)}-{config_name}-{gpus}x{ingresses}.log"
@@ -176,7 +177,8 @@ def _service_run(
         f"{args.modes.split(',')[0]} {args.precisions.split(',')[0]}, {gpus} GPU, "
         f"{ingresses} ingress"
     )
-    note += f"; {layout.config}, {layout.writers} writers"
+    compression = config["applications"][0]["args"]["output"]["compression"]
+    note += f"; {layout.config}, {layout.writers} writers, {compression}"
     if len(cpu) == 2:  # none when 20% and 90% fell on one poll, as for the rate
         cores = host_cpu.cores_used(cpu[0][1], cpu[1][1])
         note += "; " + host_cpu.describe(cores, os.cpu_count() or 0)
@@ -223,6 +225,8 @@ def _service_config(
     }
     app["args"]["warmup"] = {"frame_shapes": [list(shape)], "batch_sizes": [batch]}
     app["args"]["output"] |= {"output_dir": os.path.join(workdir, "out")}
+    if args.compression:
+        app["args"]["output"]["compression"] = args.compression
     for deployment in app["deployments"]:
         if deployment["name"] == "Ingress":
             deployment["num_replicas"] = layout.ingresses
@@ -313,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where CXI files go (a temp folder if ''; /dev/shm takes the disk out)",
     )
     parser.add_argument("--cache-dir", default="", help="compile cache (a temp folder if '')")
+    parser.add_argument(
+        "--compression",
+        default="",
+        choices=["", "none", "gzip", "bitshuffle_lz4", "bitshuffle_zstd"],
+        help="the CXI files' output.compression ('': the shipped config's), to see what it costs",
+    )
     args = parser.parse_args(argv)
     try:
         if args.layouts:  # checked before minutes of model runs

@@ -39,6 +39,7 @@ SERVICE_ARGS = argparse.Namespace(
     pushers=3,
     writers=5,
     cache_dir="",
+    compression="",
 )
 """The command-line arguments bench_service's config builder reads."""
 
@@ -85,6 +86,17 @@ def test_multi_gpu_layout_runs_the_shipped_multi_gpu_yaml_scaled_per_gpu(tmp_pat
         "PeakNet": 2,
         "PeakFinderWriter": layout.writers,
     }
+
+
+@pytest.mark.parametrize(("compression", "expected"), [("", "bitshuffle_lz4"), ("none", "none")])
+def test_service_run_compression_is_the_shipped_one_unless_set(
+    tmp_path: Path, compression: str, expected: str
+) -> None:
+    bench = _script("bench_service")
+    args = argparse.Namespace(**(vars(SERVICE_ARGS) | {"compression": compression}))
+    (layout,) = bench._layouts(args, "multi-gpu:2")
+    config = bench._service_config(args, (512, 512), 64, str(tmp_path), layout)
+    assert load_service_config(config).output.compression == expected
 
 
 def test_multi_gpu_yaml_runs_per_gpu_the_ingresses_gpu_node_yaml_runs_for_its_one_gpu() -> None:

@@ -12,7 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
-from peaknet_serve.cxi.format import BATCHES_PATH, EVENT_BATCH_PATH, batch_records
+from peaknet_serve.cxi.format import (
+    BATCHES_PATH,
+    DATA_PATH,
+    EVENT_BATCH_PATH,
+    batch_records,
+)
 from peaknet_serve.peaks import Judged, PeaksConfig
 from peaknet_serve.service.judge import BatchJudge
 from tests.stage_helpers import batch, config, make_stage, masks_for, timestamps
@@ -42,6 +47,34 @@ def test_the_judge_keeps_batch_order_and_counts_a_frame_it_cannot_judge(
     assert (outcome.hits, outcome.non_hits, outcome.frames) == (1, 1, 3)
     assert judgement.live is not None
     assert (judgement.live.frames, judgement.live.hits) == (2, 1)
+
+
+def test_the_frames_judged_are_written_with_their_own_images_whether_or_not_one_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = make_stage(config(tmp_path / "out"), writer_id="w0")
+    whole, holed = batch(100), batch(200)
+    stage.process(masks_for(whole), whole, batch_id="whole")
+    find = stage._judge._finder.find
+    calls = iter([None, RuntimeError("broken label"), None])
+
+    def flaky(mask, image):
+        error = next(calls)
+        if error is not None:
+            raise error
+        return find(mask, image)
+
+    monkeypatch.setattr(stage._judge._finder, "find", flaky)
+    outcome = stage.process(masks_for(holed), holed, batch_id="holed")
+    assert outcome.failed == {"peak_finding": 1} and outcome.hits == 2
+    stage.close()
+    (path,) = (tmp_path / "out").glob("*.cxi")
+    with h5py.File(path, "r") as f:
+        stamps = [int(t) for t in f["/LCLS/timestamp"][()]]
+        data = f[DATA_PATH][()]
+    assert stamps == [100, 101, 102, 200, 202]
+    expected = np.concatenate([whole.images, holed.images[[0, 2]]])
+    np.testing.assert_array_equal(data, expected)
 
 
 def test_a_batch_that_cannot_be_written_is_handed_back_and_written_once_the_disk_is_back(

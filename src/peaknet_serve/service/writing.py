@@ -72,8 +72,10 @@ class BatchWriter:
             outcome = judgement.outcome(self.writer_id)
             rows = judgement.rows
             self._writer.begin(batch_id)
+            # Every frame judged (the usual case): the batch's own images, not a copy of them.
+            images = batch.images if len(rows) == len(batch) else batch.images[rows]
             self._writer.write_batch(
-                batch.images[rows],
+                images,
                 [frame.peaks for frame in judgement.judged],
                 {key: values[rows] for key, values in batch.metadata.items()},
                 [frame.hit for frame in judgement.judged],
