@@ -113,14 +113,26 @@ def _default_ingresses() -> int:
 def _service_run(
     args: argparse.Namespace, shape: tuple[int, int], batch: int, layout: Layout
 ) -> Row:
-    """One service run the way an operator starts it: frames/s settled in steady state."""
+    """One service run the way an operator starts it: frames/s settled in steady state. Its
+    folder (tens of GB of CXI files, in RAM under /dev/shm) goes however the run ends."""
+    workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
+    try:
+        row = _measure_service(args, shape, batch, layout, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_row(row)
+    return row
+
+
+def _measure_service(
+    args: argparse.Namespace, shape: tuple[int, int], batch: int, layout: Layout, workdir: str
+) -> Row:
     import httpx
 
     from peaknet_serve.cli.inspect import summarize
     from peaknet_serve.cli.status import settled
 
     gpus, ingresses = layout.gpus, layout.ingresses
-    workdir = tempfile.mkdtemp(prefix="peaknet-service-", dir=args.service_output_dir or None)
     config_path = os.path.join(workdir, "service.yaml")
     config = _service_config(args, shape, batch, workdir, layout)
     with open(config_path, "w") as fh:
@@ -132,6 +144,7 @@ def _service_run(
     cli = [sys.executable, "-m", "peaknet_serve.cli"]
     with open(log_path, "w") as log:
         service = subprocess.Popen([*cli, "run", config_path], stdout=log, stderr=log)
+    pushers: list[subprocess.Popen] = []
     try:
         benchlib.wait_ready(service, URL, timeout=900)
         per_rank = args.service_frames // args.pushers
@@ -162,9 +175,10 @@ def _service_run(
             if time.perf_counter() - start > 900:
                 raise RuntimeError(f"service did not settle {total} frames: {status}")
             time.sleep(0.25)
-        for pusher in pushers:
-            pusher.wait(timeout=120)
     finally:
+        for pusher in pushers:  # settled: every frame arrived, the rest of their linger is idle
+            pusher.terminate()
+            pusher.wait(timeout=120)
         service.send_signal(signal.SIGINT)  # drains, closes and renames the CXI files
         service.wait(timeout=300)
     events = sum(summarize(path)["events"] for path in Path(workdir, "out").glob("*.cxi"))
@@ -182,10 +196,7 @@ def _service_run(
     if len(cpu) == 2:  # none when 20% and 90% fell on one poll, as for the rate
         cores = host_cpu.cores_used(cpu[0][1], cpu[1][1])
         note += "; " + host_cpu.describe(cores, os.cpu_count() or 0)
-    row = Row("service", label(shape), variant, batch, _steady_rate(samples, total), note)
-    print_row(row)
-    shutil.rmtree(workdir, ignore_errors=True)  # CXI files of 1920x1920 frames fill a disk
-    return row
+    return Row("service", label(shape), variant, batch, _steady_rate(samples, total), note)
 
 
 def _push_args(rank: int, listen: bool) -> list[str]:
@@ -324,12 +335,18 @@ def main(argv: list[str] | None = None) -> int:
         help="the CXI files' output.compression ('': the shipped config's), to see what it costs",
     )
     args = parser.parse_args(argv)
+    # SIGTERM (``timeout``, a batch system) unwinds like Ctrl-C: each service run's cleanup runs.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if args.layouts:  # checked before minutes of model runs
             _layouts(args, args.layouts)
     except ValueError as exc:
         parser.error(str(exc))
     return benchlib.run_tool(args, PARTS, "bench_service", ratios)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

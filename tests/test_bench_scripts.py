@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -197,6 +198,43 @@ def test_tail_loss_buffered_receiver_takes_every_source_setting() -> None:
     argv = ["--bare", "--buffered", "--set", "buffer_messages=8"]
     args = _script("bench_tail_loss").parse_args(argv)
     assert args.bare and args.buffered and args.source == {"buffer_messages": 8}
+
+
+def test_a_service_run_that_fails_leaves_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _script("bench_service")
+
+    def fails(args, shape, batch, layout, workdir):
+        Path(workdir, "peaknet-w0-00000.cxi.inprogress").write_bytes(b"frames")
+        raise RuntimeError("service did not settle")
+
+    monkeypatch.setattr(bench, "_measure_service", fails)
+    args = argparse.Namespace(**(vars(SERVICE_ARGS) | {"service_output_dir": str(tmp_path)}))
+    (layout,) = bench._layouts(args, "1x3")
+    with pytest.raises(RuntimeError, match="did not settle"):
+        bench._service_run(args, (512, 512), 16, layout)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_unwinds_the_benchmark_so_its_cleanup_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _script("bench_service")
+    cleaned = []
+
+    def run_tool(args, parts, name, summary):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            cleaned.append(name)
+
+    monkeypatch.setattr(bench.benchlib, "run_tool", run_tool)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            bench.main(["--parts", "service", "--layouts", "1x1"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exited.value.code == 128 + signal.SIGTERM and cleaned == ["bench_service"]
 
 
 def test_wait_ready_says_when_the_service_exited_first() -> None:
