@@ -327,3 +327,18 @@ def test_benchmark_models_have_a_grn_that_is_not_the_identity() -> None:
     model = _script("benchlib").build_model("peaknet-demo")
     grns = [m for m in model.modules() if isinstance(m, GlobalResponseNorm)]
     assert grns and all(m.weight.abs().max() > 0 and m.bias.abs().max() > 0 for m in grns)
+
+
+@pytest.mark.cluster
+def test_bench_ingress_times_each_transport_end_to_end() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_ingress.py"), "--size", "256", "--batch", "2"]
+        + ["--messages", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("nng", "zmq"))]
+    assert [row[0] for row in rows] == ["nng", "zmq"]
+    assert all(float(rate) > 0 and float(cpu_ms) > 0 for _, rate, cpu_ms in rows)

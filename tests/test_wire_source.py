@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import socket
+import weakref
 
 import numpy as np
 import pynng
@@ -24,6 +26,7 @@ from peaknet_serve.wire import (
     decode_message,
     make_source,
 )
+from peaknet_serve.wire.source import message_body
 
 SHAPE = (32, 48)
 TRANSPORTS = ["nng", "zmq"]
@@ -305,3 +308,42 @@ def test_multiple_addresses_are_all_served() -> None:
             if int(b.metadata["timestamp"][0]) in {t.timestamp for t in summary.truth}
         ]
         assert_matches(mine, summary)
+
+
+async def test_nng_messages_arrive_as_read_only_views_that_keep_their_message_alive() -> None:
+    address = free_address()
+    source = make_source(source_config(address, "nng", "listen"))
+    await source.open()
+    sent = [bytes(range(256)) * 4096, b"second message"]
+    try:
+        with pynng.Push0(dial=address) as push:
+            for payload in sent:
+                await push.asend(payload)
+            first = await source.receive()
+            second = await source.receive()
+    finally:
+        source.close()
+    assert isinstance(first, memoryview) and first.readonly
+    gc.collect()  # nothing but the views holds the nng messages now
+    assert bytes(first) == sent[0] and bytes(second) == sent[1]
+    assert source.bytes_received == sum(len(payload) for payload in sent)
+    with pytest.raises(TypeError):
+        first[0] = 1
+
+
+def test_an_nng_message_is_freed_once_the_last_array_made_from_its_view_goes() -> None:
+    with (
+        pynng.Pair0(listen="inproc://message-body") as a,
+        pynng.Pair0(dial="inproc://message-body") as b,
+    ):
+        a.send(np.arange(8, dtype=np.float32).tobytes())
+        message = b.recv_msg()
+    alive = weakref.ref(message)
+    array = np.frombuffer(message_body(message), dtype=np.float32)
+    del message
+    gc.collect()
+    assert alive() is not None
+    np.testing.assert_array_equal(array, np.arange(8, dtype=np.float32))
+    del array
+    gc.collect()
+    assert alive() is None

@@ -12,9 +12,11 @@ memory guard the socket library enforces by dropping the message and its connect
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import pynng
 import zmq
 import zmq.asyncio
@@ -25,7 +27,8 @@ from peaknet_serve.wire.peers import ZAP_DOMAIN, PeerAllowlist, ZapGuard, guard_
 
 logger = logging.getLogger(__name__)
 
-#: What ``receive`` hands back: the message bytes (zmq gives a zero-copy memoryview).
+#: What ``receive`` hands back: the message bytes, a zero-copy memoryview from both libraries
+#: (``NngSource``: read-only; ``ZmqSource``: the frame's buffer); tests also pass bytes.
 Message = bytes | memoryview
 
 
@@ -101,17 +104,35 @@ class NngSource:
         if self._sock is None:
             return None
         try:
-            payload = await self._sock.arecv()
+            payload = message_body(await self._sock.arecv_msg())
         except (pynng.Timeout, pynng.Closed):
             return None
         self.received += 1
-        self.bytes_received += len(payload)
+        self.bytes_received += payload.nbytes
         return payload
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def message_body(message: pynng.Message) -> memoryview:
+    """The body of an nng message, read-only and without a copy; the view keeps the message
+    alive (nng frees it when the last array decoded from it goes).
+
+    Why: pynng's ``arecv`` copies the body into ``bytes`` while holding the GIL, a second copy of
+    every batch (hundreds of MB) after nng's own read from the socket. ``Message._buffer`` is
+    pynng's view of the body (its docstring: valid until the message is sent or freed); a
+    ctypes array over the same memory can carry a reference to the message.
+    """
+    body = message._buffer
+    address = np.frombuffer(body, dtype=np.uint8).ctypes.data if len(body) else 0
+    if not address:
+        return memoryview(b"")
+    owner = (ctypes.c_ubyte * len(body)).from_address(address)
+    owner.message = message  # type: ignore[attr-defined]
+    return memoryview(owner).cast("B").toreadonly()
 
 
 class ZmqSource:
