@@ -36,6 +36,22 @@ def count_frames(images: list[np.ndarray]) -> int:
     return sum(len(block) for block in images)
 
 
+def stack_by_kind(blocks: list[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+    """The blocks of each frame shape and dtype, in one array per kind, with their indices.
+
+    A kind with one block (one message, the usual case at full rate) is that block itself: a
+    copy of hundreds of MB, with the GIL held, would only feed the engine's own copy.
+    """
+    by_kind: dict[tuple[Any, ...], list[int]] = {}
+    for index, block in enumerate(blocks):
+        by_kind.setdefault((block.shape[1:], block.dtype.str), []).append(index)
+    stacks = []
+    for indices in by_kind.values():
+        parts = [blocks[i] for i in indices]
+        stacks.append((indices, parts[0] if len(parts) == 1 else np.concatenate(parts)))
+    return stacks
+
+
 @serve.deployment(name="PeakNet", max_ongoing_requests=64, health_check_period_s=5)
 class PeakNet:
     """Turns frame batches into uint8 peak masks on one GPU (or the CPU when there is none).
@@ -150,11 +166,7 @@ class PeakNet:
     async def _masks_for_blocks(self, blocks: list[np.ndarray]) -> list[np.ndarray]:
         """One engine call for blocks of one frame shape; blocks of other shapes run apart."""
         results: list[np.ndarray | None] = [None] * len(blocks)
-        by_kind: dict[tuple[Any, ...], list[int]] = {}
-        for index, block in enumerate(blocks):
-            by_kind.setdefault((block.shape[1:], block.dtype.str), []).append(index)
-        for indices in by_kind.values():
-            stacked = np.concatenate([blocks[i] for i in indices])
+        for indices, stacked in stack_by_kind(blocks):
             started = time.perf_counter()
             try:
                 with self._profiler.batch(frames=len(stacked)):
