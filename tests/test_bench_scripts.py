@@ -329,31 +329,31 @@ def test_benchmark_models_have_a_grn_that_is_not_the_identity() -> None:
     assert grns and all(m.weight.abs().max() > 0 and m.bias.abs().max() > 0 for m in grns)
 
 
-@pytest.mark.cluster
-def test_bench_ingress_times_each_transport_end_to_end() -> None:
+def _table(script: str, *args: str, first: tuple[str, ...]) -> list[list[str]]:
+    """The rows of a CPU benchmark script's table whose first column starts with ``first``."""
     done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_ingress.py"), "--size", "256", "--batch", "2"]
-        + ["--messages", "3"],
+        [sys.executable, str(SCRIPTS / script), "--size", "256", "--batch", "2", *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=True,
     )
-    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("nng", "zmq"))]
+    return [line.split() for line in done.stdout.splitlines() if line.startswith(first)]
+
+
+@pytest.mark.cluster
+def test_bench_ingress_times_each_transport_end_to_end() -> None:
+    rows = _table("bench_ingress.py", "--messages", "3", first=("nng", "zmq"))
     assert [row[0] for row in rows] == ["nng", "zmq"]
     assert all(float(rate) > 0 and float(cpu_ms) > 0 for _, rate, cpu_ms in rows)
 
 
 def test_bench_writer_times_judging_and_writing_per_compression(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_writer.py"), "--size", "256", "--batch", "2"]
-        + ["--batches", "1", "--dir", str(tmp_path), "--compressions", "none,bitshuffle_lz4"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+    rows = _table(
+        "bench_writer.py",
+        *("--batches", "1", "--dir", str(tmp_path), "--compressions", "none,bitshuffle_lz4"),
+        first=("none", "bit"),
     )
-    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("none", "bit"))]
     assert [row[0] for row in rows] == ["none", "bitshuffle_lz4"]
     assert all(float(judge) > 0 and float(process) > 0 for _, judge, process in rows)
     assert list(tmp_path.iterdir()) == []  # the CXI files went with the run
