@@ -357,3 +357,17 @@ def test_bench_writer_times_judging_and_writing_per_compression(tmp_path: Path) 
     assert [row[0] for row in rows] == ["none", "bitshuffle_lz4"]
     assert all(float(judge) > 0 and float(process) > 0 for _, judge, process in rows)
     assert list(tmp_path.iterdir()) == []  # the CXI files went with the run
+
+
+def test_bench_memory_gives_the_copy_bandwidth_per_process_count() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_memory.py"), "--procs", "1,2", "--mb", "8"]
+        + ["--seconds", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert all(float(total) > 0 and float(each) > 0 for _, total, each in rows)

@@ -90,3 +90,22 @@ def test_crystfel_env_returns_when_sourced_and_the_build_fails(tmp_path: Path) -
                                                       "CRYSTFEL_PREFIX": str(tmp_path / "cf")},
     )
     assert "rc=1 still here" in shell.stdout, shell.stdout + shell.stderr
+
+
+@pytest.mark.parametrize(("name", "cores_per_gpu"), [("gpu-node.yaml", 16), ("multi-gpu.yaml", 16)])
+def test_a_gpu_config_fits_the_cores_it_is_written_for(name: str, cores_per_gpu: int) -> None:
+    """Ray starts a replica only where its ``num_cpus`` are free: replicas beyond the node's
+    CPUs (autoscaled writers at their maximum included) would wait for ever."""
+    deployments = yaml.safe_load((ROOT / "deployments" / name).read_text())["applications"][0][
+        "deployments"
+    ]
+    reserved = 0.0
+    gpus = 0
+    for deployment in deployments:
+        autoscaling = deployment.get("autoscaling_config") or {}
+        replicas = deployment.get("num_replicas") or autoscaling["max_replicas"]
+        options = deployment.get("ray_actor_options", {})
+        reserved += replicas * options.get("num_cpus", 1)
+        gpus += replicas * options.get("num_gpus", 0)
+    assert gpus >= 1
+    assert reserved <= cores_per_gpu * gpus, f"{name} reserves {reserved} CPUs for {gpus} GPUs"
