@@ -176,11 +176,7 @@ def _measure_service(
                 raise RuntimeError(f"service did not settle {total} frames: {status}")
             time.sleep(0.25)
     finally:
-        for pusher in pushers:  # settled: every frame arrived, the rest of their linger is idle
-            pusher.terminate()
-            pusher.wait(timeout=120)
-        service.send_signal(signal.SIGINT)  # drains, closes and renames the CXI files
-        service.wait(timeout=300)
+        stop(pushers, service)
     events = sum(summarize(path)["events"] for path in Path(workdir, "out").glob("*.cxi"))
     note = (
         f"{total} frames: {status['hits_written']} written, {status['non_hits']} non-hits, "
@@ -197,6 +193,28 @@ def _measure_service(
         cores = host_cpu.cores_used(cpu[0][1], cpu[1][1])
         note += "; " + host_cpu.describe(cores, os.cpu_count() or 0)
     return Row("service", label(shape), variant, batch, _steady_rate(samples, total), note)
+
+
+def stop(
+    pushers: list[subprocess.Popen], service: subprocess.Popen, *, grace_s: float = 300.0
+) -> None:
+    """Stop the pushers (once every frame settled, the rest of their linger is idle time), then
+    the service with SIGINT: it drains, closes and renames the CXI files. Whatever has not
+    exited after ``grace_s`` is killed, so no service outlives its run's folder."""
+    for pusher in pushers:
+        pusher.terminate()
+    for process in pushers:
+        _wait_or_kill(process, grace_s)
+    service.send_signal(signal.SIGINT)
+    _wait_or_kill(service, grace_s)
+
+
+def _wait_or_kill(process: subprocess.Popen, grace_s: float) -> None:
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _push_args(rank: int, listen: bool) -> list[str]:

@@ -205,7 +205,9 @@ def test_a_service_run_that_fails_leaves_no_folder_behind(
 ) -> None:
     bench = _script("bench_service")
 
-    def fails(args, shape, batch, layout, workdir):
+    def fails(
+        args: argparse.Namespace, shape: tuple[int, int], batch: int, layout: object, workdir: str
+    ) -> object:
         Path(workdir, "peaknet-w0-00000.cxi.inprogress").write_bytes(b"frames")
         raise RuntimeError("service did not settle")
 
@@ -219,22 +221,65 @@ def test_a_service_run_that_fails_leaves_no_folder_behind(
 
 def test_sigterm_unwinds_the_benchmark_so_its_cleanup_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _script("bench_service")
-    cleaned = []
+    cleaned: list[str] = []
 
-    def run_tool(args, parts, name, summary):
+    def run_tool(args: argparse.Namespace, parts: object, name: str, summary: object) -> int:
         try:
             signal.raise_signal(signal.SIGTERM)
         finally:
             cleaned.append(name)
+        return 0
+
+    def no_handler(signum: int, frame: object) -> None:
+        raise AssertionError("main installed no SIGTERM handler")
 
     monkeypatch.setattr(bench.benchlib, "run_tool", run_tool)
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = signal.signal(signal.SIGTERM, no_handler)  # a regression fails, not kills, pytest
     try:
         with pytest.raises(SystemExit) as exited:
             bench.main(["--parts", "service", "--layouts", "1x1"])
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert exited.value.code == 128 + signal.SIGTERM and cleaned == ["bench_service"]
+
+
+SLEEPER = "import time; time.sleep(60)"
+SIGINT_DRAINS = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGINT, lambda *a: sys.exit(7))\n"
+    "print('up', flush=True)\n"
+    "time.sleep(60)"
+)
+DEAF = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('up', flush=True)\n"
+    "time.sleep(60)"
+)
+
+
+def _started(code: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    if "print" in code:
+        assert process.stdout is not None and process.stdout.readline() == "up\n"
+    return process
+
+
+def test_stop_ends_the_pushers_then_drains_the_service_with_sigint() -> None:
+    bench = _script("bench_service")
+    pushers = [_started(SLEEPER) for _ in range(2)]
+    service = _started(SIGINT_DRAINS)
+    bench.stop(pushers, service, grace_s=30)
+    assert [p.returncode for p in pushers] == [-signal.SIGTERM] * 2
+    assert service.returncode == 7  # its SIGINT handler ran: the drain
+
+
+def test_stop_kills_what_does_not_exit_in_time() -> None:
+    bench = _script("bench_service")
+    pusher, service = _started(DEAF), _started(DEAF)
+    bench.stop([pusher], service, grace_s=0.5)
+    assert pusher.returncode == service.returncode == -signal.SIGKILL
 
 
 def test_wait_ready_says_when_the_service_exited_first() -> None:
