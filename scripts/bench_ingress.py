@@ -6,8 +6,8 @@ decodes them, screens their pixels and puts them into a local Ray object store. 
 and the CPU time of this process per frame (every thread: the socket library's, the reader's,
 the decoder's and Ray's copy into the store), per transport. The first messages are not timed.
 
-    python scripts/bench_ingress.py                       # nng and zmq, 16 x 1920x1920 float32
-    python scripts/bench_ingress.py --transports nng --messages 60
+    PYTHONPATH=src python scripts/bench_ingress.py      # nng and zmq, 16 x 1920x1920 float32
+    PYTHONPATH=src python scripts/bench_ingress.py --transports nng --messages 60
 
 Needs Ray, pynng and pyzmq (no GPU).
 """
@@ -39,8 +39,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=1920)
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--messages", type=int, default=40, help="timed messages per transport")
+    parser.add_argument(
+        "--messages", type=int, default=40, help="timed messages per transport"
+    )
     args = parser.parse_args()
+    if args.messages < 1:
+        parser.error(f"--messages {args.messages}: at least 1")
     logging.basicConfig(level=logging.ERROR)  # the loopback pusher's TCP send-buffer warning
     payload = _payload(args.batch, args.size, args.dtype)
     print(

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import shutil
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -53,12 +54,22 @@ def test_the_frames_judged_are_written_with_their_own_images_whether_or_not_one_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stage = make_stage(config(tmp_path / "out"), writer_id="w0")
+    writer = stage._writer._writer
+    handed: list[np.ndarray] = []
+    write_batch = writer.write_batch
+
+    def recording(images: np.ndarray, *args: Any, **kwargs: Any) -> None:
+        handed.append(images)
+        write_batch(images, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "write_batch", recording)
     whole, holed = batch(100), batch(200)
     stage.process(masks_for(whole), whole, batch_id="whole")
+    assert handed[0] is whole.images  # every frame judged: no copy of the batch's frames
     find = stage._judge._finder.find
     calls = iter([None, RuntimeError("broken label"), None])
 
-    def flaky(mask, image):
+    def flaky(mask: np.ndarray, image: np.ndarray) -> Any:
         error = next(calls)
         if error is not None:
             raise error
