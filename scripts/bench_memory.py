@@ -25,13 +25,19 @@ def main() -> None:
     cores = os.cpu_count() or 1
     default = ",".join(str(n) for n in (1, 2, 4, 8, 16, 32, 64) if n <= cores)
     parser.add_argument("--procs", default=default, help="process counts to run")
-    parser.add_argument("--mb", type=int, default=256, help="array size per process, MB")
+    parser.add_argument("--mb", type=int, default=256, help="array size per process, MiB")
     parser.add_argument("--seconds", type=float, default=3.0, help="copying time per count")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {cores} CPUs; {args.mb} MB arrays")
+    try:
+        counts = [int(n) for n in args.procs.split(",")]
+    except ValueError:
+        parser.error(f"--procs {args.procs!r}: process counts separated by commas")
+    if min(counts) < 1 or args.mb < 1:
+        parser.error("--procs and --mb must be at least 1")
+    print(f"{platform.processor() or platform.machine()}, {cores} CPUs; {args.mb} MiB arrays")
     print(f"{'procs':>5} {'GB/s':>7} {'GB/s per proc':>14}")
     context = multiprocessing.get_context("spawn")
-    for count in (int(n) for n in args.procs.split(",")):
+    for count in counts:
         results: Queue = context.Queue()
         start = context.Barrier(count)
         workers = [
@@ -40,7 +46,8 @@ def main() -> None:
         ]
         for worker in workers:
             worker.start()
-        total = sum(results.get() for _ in workers)
+        # a worker that died (out of memory) breaks the others' barrier: no wait is for ever
+        total = sum(results.get(timeout=args.seconds + 120) for _ in workers)
         for worker in workers:
             worker.join()
         print(f"{count:5d} {total / 1e9:7.1f} {total / count / 1e9:14.1f}")
@@ -52,7 +59,7 @@ def _copy(mb: int, seconds: float, start: Barrier, results: Queue) -> None:
     source = np.ones(mb * 2**20 // 8)
     target = np.empty_like(source)
     np.copyto(target, source)  # both touched before the clock starts
-    start.wait()
+    start.wait(timeout=120)
     copies = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:

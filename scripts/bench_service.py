@@ -199,19 +199,21 @@ def stop(
     pushers: list[subprocess.Popen], service: subprocess.Popen, *, grace_s: float = 300.0
 ) -> None:
     """Stop the pushers (once every frame settled, the rest of their linger is idle time), then
-    the service with SIGINT: it drains, closes and renames the CXI files. Whatever has not
-    exited after ``grace_s`` is killed, so no service outlives its run's folder."""
+    the service with SIGINT: it drains, closes and renames the CXI files. The pushers together,
+    then the service, get ``grace_s`` each; what has not exited by then is killed, so no service
+    outlives its run's folder."""
     for pusher in pushers:
         pusher.terminate()
-    for process in pushers:
-        _wait_or_kill(process, grace_s)
+    deadline = time.monotonic() + grace_s
+    for pusher in pushers:
+        _wait_or_kill(pusher, deadline)
     service.send_signal(signal.SIGINT)
-    _wait_or_kill(service, grace_s)
+    _wait_or_kill(service, time.monotonic() + grace_s)
 
 
-def _wait_or_kill(process: subprocess.Popen, grace_s: float) -> None:
+def _wait_or_kill(process: subprocess.Popen, deadline: float) -> None:
     try:
-        process.wait(timeout=grace_s)
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
